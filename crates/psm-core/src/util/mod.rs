@@ -1,0 +1,1 @@
+//! The seed's utility functions, with RULES.md semantics.
