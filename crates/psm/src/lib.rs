@@ -1,1 +1,30 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod args;
+mod backend;
+pub mod blocking;
+mod builder;
+mod manager;
+mod registry;
+mod url;
+
+pub use builder::ManagerBuilder;
+pub use manager::{CreatedSession, PermissionStorageManager, create_manager};
+pub use registry::{ProviderFactory, ProviderRegistry};
+
+/// The seed's utility functions (session ids, permission merging and patterns, ttl strings, provider
+/// URLs, config merging).
+pub use psm_core::util;
+pub use psm_core::{
+    Capabilities, Clock, DynClock, DynPermissionStore, Error, ErrorKind, LimitPolicy, ManualClock,
+    Metadata, NewSession, Page, Permission, PermissionCheck, PermissionList, PermissionRef,
+    PermissionStore, Result, SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit,
+    SystemClock, Timestamp, Ttl, UserId, async_trait, is_valid_permission, is_valid_session_id,
+    is_valid_user_id, redact_id,
+};
+
+/// The in-process provider (`memory://`): [`memory::MemoryStore`] and its configuration.
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub use psm_memory as memory;

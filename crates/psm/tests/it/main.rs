@@ -1,0 +1,14 @@
+//! The facade's integration tests: one binary (STYLE rule 21), one module per concern.
+#![cfg(feature = "memory")]
+// Test helpers outside `#[test]` functions fail loudly on purpose; clippy's in-test allowance does not
+// reach them, so the whole test crate opts in.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod blocking;
+mod lifecycle;
+mod ops;
+mod registry;
+mod support;
+mod ttl;
+mod url;
+mod validation;
