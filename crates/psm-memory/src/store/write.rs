@@ -1,0 +1,425 @@
+//! Writes: upsert, limited create, invalidation, updates.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use psm_core::{
+    Error, ErrorKind, LimitPolicy, NewSession, PermissionList, Result, SessionId, SessionIdRef,
+    SessionLimit, Timestamp, Ttl, UserId,
+};
+
+use super::{
+    Inner,
+    locks::{ShardLocks, UserLocks},
+    shard::{NEVER, Session},
+    stored_id::StoredId,
+    users::{Handle, handle, split, user_arc},
+};
+use crate::perm_set::PermSet;
+
+/// A validated session, ready to store (permissions interned before any lock is taken).
+struct Prepared {
+    user: UserId,
+    perms: PermSet,
+    ttl: Option<Ttl>,
+    metadata: Option<Box<psm_core::Metadata>>,
+}
+
+/// A session id with its hash and shard, computed once per call.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    id: &'a SessionIdRef,
+    hash: u64,
+    shard: usize,
+}
+
+/// What `peek` saw: the owner's user shard and whether the session was live.
+#[derive(Clone, Copy)]
+struct Peek {
+    owner_shard: usize,
+    live: bool,
+}
+
+/// A session found under the write locks.
+#[derive(Clone, Copy)]
+struct Current {
+    slot: u32,
+    live: bool,
+    owner_shard: usize,
+}
+
+impl Inner {
+    fn key<'a>(&self, id: &'a SessionIdRef) -> Key<'a> {
+        let hash = self.hash(id.as_str());
+        Key {
+            id,
+            hash,
+            shard: self.shard_of(hash),
+        }
+    }
+
+    fn prepare(&self, new: NewSession) -> Prepared {
+        let perms = PermSet::new(&self.interner.intern_all(&new.permissions));
+        let metadata = (!new.metadata.is_empty()).then(|| Box::new(new.metadata));
+        Prepared {
+            user: new.user_id,
+            perms,
+            ttl: new.ttl,
+            metadata,
+        }
+    }
+
+    /// A short read of session `id`: who owns it and whether it is live. Released before returning.
+    fn peek(&self, k: Key<'_>) -> Option<Peek> {
+        let table = self.shards.get(k.shard)?.table.read();
+        let (_, s) = table.find(k.hash, k.id.as_str())?;
+        Some(Peek {
+            owner_shard: self.user_shard(&s.user),
+            live: s.is_live(self.now()),
+        })
+    }
+
+    fn current(&self, shards: &ShardLocks<'_>, k: Key<'_>, now: i64) -> Option<Current> {
+        let (slot, s) = shards.get(k.shard)?.find(k.hash, k.id.as_str())?;
+        Some(Current {
+            slot,
+            live: s.is_live(now),
+            owner_shard: self.user_shard(&s.user),
+        })
+    }
+
+    /// Builds the record of a new session created at `now` and adds it to its user's index.
+    fn insert(
+        &self,
+        users: &mut UserLocks<'_>,
+        shards: &mut ShardLocks<'_>,
+        k: Key<'_>,
+        p: Prepared,
+        now: i64,
+    ) {
+        let user_shard = self.user_shard(&p.user);
+        let (Some(map), Some(table)) = (users.map_mut(user_shard), shards.get_mut(k.shard)) else {
+            // Callers lock both before inserting; without them nothing is stored.
+            return;
+        };
+        let user = user_arc(map, &p.user);
+        let expires = p.ttl.map_or(NEVER, |t| {
+            Timestamp::from_unix_micros(now)
+                .plus_ttl(t)
+                .as_unix_micros()
+        });
+        let session = Session {
+            id: StoredId::new(k.id),
+            user: Arc::clone(&user),
+            perms: p.perms,
+            metadata: p.metadata,
+            created: now,
+            updated: now,
+            expires,
+        };
+        let slot = table.insert(k.hash, session, &self.hasher);
+        if let Some(index) = map.get_mut(&*user) {
+            index.insert(now, handle(k.shard, slot));
+        }
+        self.counters.created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Removes the session in `shard`/`slot` from the shard and from its user's index (both locked).
+    pub(crate) fn remove_at(
+        &self,
+        users: &mut UserLocks<'_>,
+        shards: &mut ShardLocks<'_>,
+        shard: usize,
+        slot: u32,
+    ) -> Option<Session> {
+        let session = shards.get_mut(shard)?.remove(slot, &self.hasher)?;
+        if let Some(map) = users.map_mut(self.user_shard(&session.user))
+            && let Some(index) = map.get_mut(&*session.user)
+        {
+            index.remove(session.created, handle(shard, slot));
+            if index.is_empty() {
+                map.remove(&*session.user);
+            }
+        }
+        Some(session)
+    }
+
+    /// `store_permissions`: an upsert.
+    pub(crate) fn store(&self, id: &SessionIdRef, new: NewSession) -> Result<()> {
+        let p = self.prepare(new);
+        let k = self.key(id);
+        let user_shard = self.user_shard(&p.user);
+        let mut reservation = None;
+        loop {
+            let peek = self.peek(k);
+            if peek.is_none() && reservation.is_none() {
+                reservation = Some(self.reserve()?);
+            }
+            let mut users = self.lock_users(
+                [Some(user_shard), peek.map(|p| p.owner_shard)]
+                    .into_iter()
+                    .flatten(),
+            );
+            let mut shards = self.lock_shards([k.shard]);
+            let now = self.now();
+            let current = self.current(&shards, k, now);
+            match current {
+                // The owner changed since the peek and its user shard is not locked: retry.
+                Some(c) if !users.holds(c.owner_shard) => continue,
+                // It vanished since the peek: a new session needs a quota reservation first.
+                None if reservation.is_none() => continue,
+                _ => {}
+            }
+            if let Some(c) = current {
+                self.remove_at(&mut users, &mut shards, k.shard, c.slot);
+                if !c.live {
+                    self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.insert(&mut users, &mut shards, k, p, now);
+            if current.is_none() {
+                // The new session now occupies the reserved place. A replacement reuses the old
+                // one's place, and an unused reservation is released when dropped.
+                if let Some(r) = reservation.take() {
+                    r.commit();
+                }
+            }
+            self.note_peak();
+            return Ok(());
+        }
+    }
+
+    /// `create_session`: never overwrites a live session; enforces the per-user limit atomically by
+    /// holding the user's shard across count, eviction and insertion.
+    pub(crate) fn create(
+        &self,
+        id: &SessionIdRef,
+        new: NewSession,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionId>> {
+        let p = self.prepare(new);
+        let k = self.key(id);
+        let user_shard = self.user_shard(&p.user);
+        let mut reservation = None;
+        let mut quota_error = None;
+        loop {
+            let peek = self.peek(k);
+            match peek {
+                Some(Peek { live: true, .. }) => return Err(exists(id)),
+                None if reservation.is_none() && quota_error.is_none() => match self.reserve() {
+                    Ok(r) => reservation = Some(r),
+                    // Evicting may still make room; decided under the locks.
+                    Err(e) => quota_error = Some(e),
+                },
+                _ => {}
+            }
+            let mut users = self.lock_users(
+                [Some(user_shard), peek.map(|p| p.owner_shard)]
+                    .into_iter()
+                    .flatten(),
+            );
+            let mut needed = vec![k.shard];
+            if let Some(index) = users.map(user_shard).and_then(|m| m.get(&p.user)) {
+                needed.extend(index.entries().iter().map(|&(_, h)| split(h).0));
+            }
+            let mut shards = self.lock_shards(needed);
+            let now = self.now();
+            let current = self.current(&shards, k, now);
+            match current {
+                Some(c) if !users.holds(c.owner_shard) => continue,
+                Some(c) if c.live => return Err(exists(id)),
+                // It vanished since the peek: try for a quota reservation first.
+                None if reservation.is_none() && quota_error.is_none() => continue,
+                _ => {}
+            }
+            let current_handle = current.map(|c| handle(k.shard, c.slot));
+            let (live, expired) =
+                self.user_sessions(&users, &shards, user_shard, &p.user, now, current_handle);
+
+            // Decide everything before changing anything, so a failure changes nothing.
+            let excess = (live.len() + 1).saturating_sub(limit.max_usize());
+            if excess > 0 && limit.policy == LimitPolicy::Reject {
+                return Err(Error::new(
+                    ErrorKind::SessionLimitReached,
+                    "the user has reached the session limit",
+                )
+                .with_detail("max", limit.max));
+            }
+            let freed = usize::from(current.is_some()) + expired.len() + excess;
+            let places = usize::from(reservation.is_some()) + freed;
+            if places == 0 {
+                return Err(quota_error.take().unwrap_or_else(|| self.quota_error()));
+            }
+
+            if let Some(c) = current {
+                self.remove_at(&mut users, &mut shards, k.shard, c.slot);
+            }
+            for &h in &expired {
+                let (s, slot) = split(h);
+                self.remove_at(&mut users, &mut shards, s, slot);
+            }
+            let expired_count = expired.len() + usize::from(current.is_some());
+            self.counters
+                .expired
+                .fetch_add(expired_count as u64, Ordering::Relaxed);
+            let mut evicted = Vec::with_capacity(excess);
+            for &h in &live[..excess] {
+                let (s, slot) = split(h);
+                let removed = self.remove_at(&mut users, &mut shards, s, slot);
+                if let Some(id) = removed.and_then(|old| old.id.to_session_id()) {
+                    evicted.push(id);
+                }
+            }
+            self.insert(&mut users, &mut shards, k, p, now);
+            // One place is taken by the new session; the rest are returned to the quota.
+            if let Some(r) = reservation.take() {
+                r.commit();
+            }
+            self.release(places - 1);
+            self.note_peak();
+            return Ok(evicted);
+        }
+    }
+
+    /// The user's live sessions ordered by `(created_at, id)`, and the expired ones (excluding
+    /// `skip`), as handles. Every shard involved is locked by the caller.
+    fn user_sessions(
+        &self,
+        users: &UserLocks<'_>,
+        shards: &ShardLocks<'_>,
+        user_shard: usize,
+        user: &UserId,
+        now: i64,
+        skip: Option<Handle>,
+    ) -> (Vec<Handle>, Vec<Handle>) {
+        let Some(index) = users.map(user_shard).and_then(|m| m.get(user)) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut live = Vec::with_capacity(index.entries().len());
+        let mut expired = Vec::new();
+        for &(_, h) in index.entries() {
+            if Some(h) == skip {
+                continue;
+            }
+            let (s, slot) = split(h);
+            if let Some(session) = shards.get(s).and_then(|t| t.get(slot)) {
+                if session.is_live(now) {
+                    live.push((session.created, &session.id, h));
+                } else {
+                    expired.push(h);
+                }
+            }
+        }
+        live.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp_id(b.1)));
+        (live.into_iter().map(|(_, _, h)| h).collect(), expired)
+    }
+
+    /// `invalidate_session`: `true` if a live session was removed.
+    pub(crate) fn invalidate(&self, id: &SessionIdRef) -> bool {
+        let k = self.key(id);
+        loop {
+            let Some(peek) = self.peek(k) else {
+                return false;
+            };
+            let mut users = self.lock_users([peek.owner_shard]);
+            let mut shards = self.lock_shards([k.shard]);
+            let now = self.now();
+            let Some(c) = self.current(&shards, k, now) else {
+                return false;
+            };
+            if !users.holds(c.owner_shard) {
+                continue;
+            }
+            self.remove_at(&mut users, &mut shards, k.shard, c.slot);
+            self.release(1);
+            if !c.live {
+                self.counters.expired.fetch_add(1, Ordering::Relaxed);
+            }
+            return c.live;
+        }
+    }
+
+    /// `invalidate_user_sessions`: removes every session of `user`; returns how many were live.
+    pub(crate) fn invalidate_user(&self, user: &UserId) -> u64 {
+        let user_shard = self.user_shard(user);
+        let mut users = self.lock_users([user_shard]);
+        let Some(index) = users.map_mut(user_shard).and_then(|m| m.remove(user)) else {
+            return 0;
+        };
+        let mut shards = self.lock_shards(index.entries().iter().map(|&(_, h)| split(h).0));
+        let now = self.now();
+        let (mut live, mut expired) = (0u64, 0u64);
+        for &(_, h) in index.entries() {
+            let (s, slot) = split(h);
+            // The user's index is already gone, so only the shard needs updating.
+            if let Some(session) = shards.get_mut(s).and_then(|t| t.remove(slot, &self.hasher)) {
+                if session.is_live(now) {
+                    live += 1;
+                } else {
+                    expired += 1;
+                }
+            }
+        }
+        drop(shards);
+        drop(users);
+        self.release(usize::try_from(live + expired).unwrap_or(usize::MAX));
+        self.counters.expired.fetch_add(expired, Ordering::Relaxed);
+        live
+    }
+
+    /// `update_permissions`: replaces the permissions of a live session.
+    pub(crate) fn update(
+        &self,
+        id: &SessionIdRef,
+        permissions: &PermissionList,
+        ttl: Option<Ttl>,
+    ) -> bool {
+        let perms = PermSet::new(&self.interner.intern_all(permissions));
+        let hash = self.hash(id.as_str());
+        let Some(shard) = self.shards.get(self.shard_of(hash)) else {
+            return false;
+        };
+        let mut table = shard.table.write();
+        let now = self.now();
+        match table.find_mut(hash, id.as_str()) {
+            Some(s) if s.is_live(now) => {
+                s.perms = perms;
+                s.updated = now;
+                if let Some(ttl) = ttl {
+                    s.expires = Timestamp::from_unix_micros(now)
+                        .plus_ttl(ttl)
+                        .as_unix_micros();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `extend_session_ttl`: renews a live session to now + `ttl`; never revives an expired one.
+    pub(crate) fn extend(&self, id: &SessionIdRef, ttl: Ttl) -> bool {
+        let hash = self.hash(id.as_str());
+        let Some(shard) = self.shards.get(self.shard_of(hash)) else {
+            return false;
+        };
+        let mut table = shard.table.write();
+        let now = self.now();
+        match table.find_mut(hash, id.as_str()) {
+            Some(s) if s.is_live(now) => {
+                s.expires = Timestamp::from_unix_micros(now)
+                    .plus_ttl(ttl)
+                    .as_unix_micros();
+                s.updated = now;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn exists(id: &SessionIdRef) -> Error {
+    Error::new(
+        ErrorKind::SessionExists,
+        "a live session with this id already exists",
+    )
+    .with_detail("session", id.redacted())
+}
