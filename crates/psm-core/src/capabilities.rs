@@ -17,7 +17,12 @@ pub struct Capabilities {
 impl Capabilities {
     /// No capabilities; set the flags that apply.
     pub const fn none() -> Self {
-        Self { native_ttl: false, honours_clock: false, durable: false, shared_across_processes: false }
+        Self {
+            native_ttl: false,
+            honours_clock: false,
+            durable: false,
+            shared_across_processes: false,
+        }
     }
 
     /// With `native_ttl` set to `v`.

@@ -115,7 +115,10 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::ProviderConnection | Self::OperationTimeout | Self::Concurrency | Self::RateLimited
+            Self::ProviderConnection
+                | Self::OperationTimeout
+                | Self::Concurrency
+                | Self::RateLimited
         )
     }
 }
@@ -140,7 +143,12 @@ pub struct Error {
 impl Error {
     /// Creates an error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, message: message.into(), details: Vec::new(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            details: Vec::new(),
+            source: None,
+        }
     }
 
     /// Adds a structured detail (replacing an earlier one with the same key).
@@ -178,7 +186,10 @@ impl Error {
 
     /// The value of one detail, if present.
     pub fn detail(&self, key: &str) -> Option<&str> {
-        self.details.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.details
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// See [`ErrorKind::is_validation`].
@@ -240,7 +251,9 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -253,7 +266,11 @@ impl From<serde_json::Error> for Error {
 /// Shortens an id for messages and logs so a full session id never leaks: the first 6 bytes and `…`.
 pub fn redact_id(id: &str) -> String {
     let cut = id.char_indices().nth(6).map_or(id.len(), |(i, _)| i);
-    if cut == id.len() { id.to_owned() } else { format!("{}…", &id[..cut]) }
+    if cut == id.len() {
+        id.to_owned()
+    } else {
+        format!("{}…", &id[..cut])
+    }
 }
 
 #[cfg(test)]
@@ -271,7 +288,9 @@ mod tests {
 
     #[test]
     fn display_includes_kind_message_and_details() {
-        let e = Error::new(ErrorKind::Ttl, "ttl out of range").with_detail("value", 0).with_detail("value", 5);
+        let e = Error::new(ErrorKind::Ttl, "ttl out of range")
+            .with_detail("value", 0)
+            .with_detail("value", 5);
         assert_eq!(e.to_string(), "invalid_ttl: ttl out of range (value=5)");
         assert_eq!(e.detail("value"), Some("5"));
     }

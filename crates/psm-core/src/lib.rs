@@ -18,15 +18,22 @@ pub use clock::{Clock, DynClock, ManualClock, SystemClock};
 pub use domain::{
     cache::{CacheKey, CacheTag, MAX_CACHE_VALUE_BYTES, check_cache_value},
     metadata::{MAX_METADATA_BYTES, MAX_METADATA_DEPTH, Metadata},
-    permission::{MAX_PERMISSION_LEN, MAX_PERMISSIONS, Permission, PermissionList, PermissionRef, is_valid_permission},
+    permission::{
+        MAX_PERMISSION_LEN, MAX_PERMISSIONS, Permission, PermissionList, PermissionRef,
+        is_valid_permission,
+    },
     records::{
-        LimitPolicy, MAX_PAGE_LIMIT, NewSession, Page, PermissionCheck, SessionData, SessionInfo, SessionLimit,
+        LimitPolicy, MAX_PAGE_LIMIT, NewSession, Page, PermissionCheck, SessionData, SessionInfo,
+        SessionLimit,
     },
     session_id::{MAX_SESSION_ID_LEN, SessionId, SessionIdRef, is_valid_session_id},
     timestamp::Timestamp,
     token::{ConsumeOutcome, FamilyId, NewTokenFamily, TokenFamily, TokenId},
     ttl::{MAX_TTL_SECS, Ttl},
-    user::{Email, NewUser, PasswordHash, User, UserUpdate, Username, check_user_permissions, dedup_permissions},
+    user::{
+        Email, NewUser, PasswordHash, User, UserUpdate, Username, check_user_permissions,
+        dedup_permissions,
+    },
     user_id::{MAX_USER_ID_LEN, UserId, is_valid_user_id},
 };
 pub use error::{Error, ErrorKind, Result, redact_id};

@@ -20,8 +20,11 @@ pub struct OsRandom;
 impl RandomSource for OsRandom {
     fn fill(&self, buf: &mut [u8]) -> Result<()> {
         getrandom::fill(buf).map_err(|e| {
-            Error::new(ErrorKind::Provider, "the operating system's random source failed")
-                .with_detail("code", e)
+            Error::new(
+                ErrorKind::Provider,
+                "the operating system's random source failed",
+            )
+            .with_detail("code", e)
         })
     }
 }

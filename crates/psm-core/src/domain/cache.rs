@@ -63,7 +63,9 @@ cache_name!(
 /// [`crate::ErrorKind::Validation`] when `value` is too large.
 pub fn check_cache_value(value: &[u8]) -> Result<()> {
     if value.len() > MAX_CACHE_VALUE_BYTES {
-        return Err(Error::validation("cache value is larger than 4 MiB").with_detail("bytes", value.len()));
+        return Err(
+            Error::validation("cache value is larger than 4 MiB").with_detail("bytes", value.len())
+        );
     }
     Ok(())
 }

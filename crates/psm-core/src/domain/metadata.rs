@@ -43,14 +43,18 @@ impl Metadata {
         // Depth is checked first and iteratively, so hostile nesting cannot exhaust the stack.
         let depth = max_depth(&map);
         if depth > MAX_METADATA_DEPTH {
-            return Err(Error::validation("metadata is nested deeper than 32 levels")
-                .with_detail("max_depth", MAX_METADATA_DEPTH));
+            return Err(
+                Error::validation("metadata is nested deeper than 32 levels")
+                    .with_detail("max_depth", MAX_METADATA_DEPTH),
+            );
         }
         let size = serialized_len(&map)?;
         if size > MAX_METADATA_BYTES {
-            return Err(Error::validation("metadata is larger than 64 KiB when serialized")
-                .with_detail("bytes", size)
-                .with_detail("max_bytes", MAX_METADATA_BYTES));
+            return Err(
+                Error::validation("metadata is larger than 64 KiB when serialized")
+                    .with_detail("bytes", size)
+                    .with_detail("max_bytes", MAX_METADATA_BYTES),
+            );
         }
         Ok(Self(map))
     }
@@ -61,7 +65,9 @@ impl Metadata {
     /// [`crate::ErrorKind::Validation`] for invalid JSON or metadata rules.
     pub fn from_json(text: &str) -> Result<Self> {
         if text.len() > MAX_METADATA_BYTES * 2 {
-            return Err(Error::validation("metadata is larger than 64 KiB when serialized"));
+            return Err(Error::validation(
+                "metadata is larger than 64 KiB when serialized",
+            ));
         }
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Error::validation("metadata is not valid json").with_source(e))?;
@@ -185,12 +191,26 @@ mod tests {
     #[test]
     fn depth_and_size_bounds() {
         assert!(Metadata::from_value(nested(32)).is_ok());
-        assert_eq!(Metadata::from_value(nested(33)).unwrap_err().kind(), ErrorKind::Validation);
+        assert_eq!(
+            Metadata::from_value(nested(33)).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
         let big = "x".repeat(MAX_METADATA_BYTES);
-        assert_eq!(Metadata::from_value(json!({ "k": big })).unwrap_err().kind(), ErrorKind::Validation);
+        assert_eq!(
+            Metadata::from_value(json!({ "k": big }))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Validation
+        );
         assert!(Metadata::from_value(json!({ "k": "x".repeat(60_000) })).is_ok());
-        assert_eq!(Metadata::from_value(json!([1])).unwrap_err().kind(), ErrorKind::Validation);
-        assert_eq!(Metadata::from_value(json!("s")).unwrap_err().kind(), ErrorKind::Validation);
+        assert_eq!(
+            Metadata::from_value(json!([1])).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
+        assert_eq!(
+            Metadata::from_value(json!("s")).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
         assert!(Metadata::from_value(Value::Null).unwrap().is_empty());
     }
 

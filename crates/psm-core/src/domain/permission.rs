@@ -24,7 +24,9 @@ pub struct Permission(Box<str>);
 
 /// Whether `s` is a valid permission (RULES.md).
 pub fn is_valid_permission(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_PERMISSION_LEN && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    !s.is_empty()
+        && s.len() <= MAX_PERMISSION_LEN
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn invalid(s: &str) -> Error {
@@ -48,7 +50,11 @@ impl PermissionRef {
     /// [`ErrorKind::InvalidPermission`] when `s` is empty, longer than 255 bytes, or has whitespace
     /// or control characters.
     pub fn parse(s: &str) -> Result<&Self> {
-        if is_valid_permission(s) { Ok(Self::new_unchecked(s)) } else { Err(invalid(s)) }
+        if is_valid_permission(s) {
+            Ok(Self::new_unchecked(s))
+        } else {
+            Err(invalid(s))
+        }
     }
 
     /// The permission as a string slice.
@@ -109,7 +115,11 @@ impl TryFrom<&str> for Permission {
 impl TryFrom<String> for Permission {
     type Error = Error;
     fn try_from(s: String) -> Result<Self> {
-        if is_valid_permission(&s) { Ok(Self(s.into_boxed_str())) } else { Err(invalid(&s)) }
+        if is_valid_permission(&s) {
+            Ok(Self(s.into_boxed_str()))
+        } else {
+            Err(invalid(&s))
+        }
     }
 }
 
@@ -206,7 +216,10 @@ impl PermissionList {
     /// [`ErrorKind::Validation`] for an empty list or more than 4,096 distinct entries.
     pub fn from_permissions(items: Vec<Permission>) -> Result<Self> {
         let mut seen = HashSet::with_capacity(items.len());
-        let deduped: Vec<Permission> = items.into_iter().filter(|p| seen.insert(p.clone())).collect();
+        let deduped: Vec<Permission> = items
+            .into_iter()
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
         if deduped.is_empty() {
             return Err(Error::validation("permission list is empty"));
         }
@@ -253,7 +266,8 @@ impl PermissionList {
 }
 
 fn too_many() -> Error {
-    Error::validation("permission list has more than 4096 entries").with_detail("max", MAX_PERMISSIONS)
+    Error::validation("permission list has more than 4096 entries")
+        .with_detail("max", MAX_PERMISSIONS)
 }
 
 impl Deref for PermissionList {
@@ -299,8 +313,20 @@ mod tests {
         assert!(Permission::parse("files:read").is_ok());
         assert!(Permission::parse("ünïcødé*?").is_ok());
         assert!(Permission::parse(&"p".repeat(255)).is_ok());
-        for bad in ["", "a b", "a\tb", "a\nb", "a\u{7f}", "a\u{a0}b", &"p".repeat(256)] {
-            assert_eq!(Permission::parse(bad).unwrap_err().kind(), ErrorKind::InvalidPermission, "{bad:?}");
+        for bad in [
+            "",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "a\u{7f}",
+            "a\u{a0}b",
+            &"p".repeat(256),
+        ] {
+            assert_eq!(
+                Permission::parse(bad).unwrap_err().kind(),
+                ErrorKind::InvalidPermission,
+                "{bad:?}"
+            );
         }
     }
 
@@ -313,11 +339,17 @@ mod tests {
     #[test]
     fn list_bounds() {
         let empty: [&str; 0] = [];
-        assert_eq!(PermissionList::parse(empty).unwrap_err().kind(), ErrorKind::Validation);
+        assert_eq!(
+            PermissionList::parse(empty).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
         let max: Vec<String> = (0..4096).map(|i| format!("p{i}")).collect();
         assert_eq!(PermissionList::parse(&max).unwrap().len(), 4096);
         let over: Vec<String> = (0..4097).map(|i| format!("p{i}")).collect();
-        assert_eq!(PermissionList::parse(&over).unwrap_err().kind(), ErrorKind::Validation);
+        assert_eq!(
+            PermissionList::parse(&over).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
         let dup_heavy: Vec<String> = (0..5000).map(|i| format!("p{}", i % 10)).collect();
         assert_eq!(PermissionList::parse(&dup_heavy).unwrap().len(), 10);
         let e = PermissionList::parse(["ok", "not ok"]).unwrap_err();

@@ -4,7 +4,9 @@ use std::{fmt, num::NonZeroU32};
 
 use serde::{Deserialize, Serialize, Serializer, ser::SerializeMap};
 
-use crate::{Error, Metadata, Permission, PermissionList, PermissionRef, Result, Timestamp, Ttl, UserId};
+use crate::{
+    Error, Metadata, Permission, PermissionList, PermissionRef, Result, Timestamp, Ttl, UserId,
+};
 
 /// What a store needs to create or replace a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +24,12 @@ pub struct NewSession {
 impl NewSession {
     /// A session for `user_id` with `permissions`, no ttl and empty metadata.
     pub fn new(user_id: UserId, permissions: PermissionList) -> Self {
-        Self { user_id, permissions, ttl: None, metadata: Metadata::empty() }
+        Self {
+            user_id,
+            permissions,
+            ttl: None,
+            metadata: Metadata::empty(),
+        }
     }
 
     /// Sets the ttl.
@@ -74,7 +81,12 @@ pub struct SessionInfo {
 impl SessionInfo {
     /// Builds the info for `data` expiring at `expires_at`, as seen at `now` by `provider`.
     /// Every provider builds it here, so `ttl_remaining` rounds the same way everywhere.
-    pub fn new(data: SessionData, expires_at: Option<Timestamp>, now: Timestamp, provider: &str) -> Self {
+    pub fn new(
+        data: SessionData,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+        provider: &str,
+    ) -> Self {
         Self {
             data,
             ttl_remaining: expires_at.map(|e| e.secs_until_ceil(now)),
@@ -103,7 +115,10 @@ impl PermissionCheck {
 
     /// The result for one permission, if it was asked.
     pub fn get(&self, permission: &str) -> Option<bool> {
-        self.0.iter().find(|(p, _)| p.as_str() == permission).map(|(_, g)| *g)
+        self.0
+            .iter()
+            .find(|(p, _)| p.as_str() == permission)
+            .map(|(_, g)| *g)
     }
 
     /// The entries, in the order asked.
@@ -139,7 +154,9 @@ impl PermissionCheck {
 
 impl fmt::Debug for PermissionCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.0.iter().map(|(p, g)| (p, g))).finish()
+        f.debug_map()
+            .entries(self.0.iter().map(|(p, g)| (p, g)))
+            .finish()
     }
 }
 
@@ -184,10 +201,12 @@ impl Page {
     /// # Errors
     /// [`crate::ErrorKind::Validation`] for a limit outside 1 to 10,000 or a negative offset.
     pub fn from_i64(limit: i64, offset: i64) -> Result<Self> {
-        let offset = u64::try_from(offset)
-            .map_err(|_| Error::validation("offset must not be negative").with_detail("offset", offset))?;
-        let limit = u64::try_from(limit)
-            .map_err(|_| Error::validation("limit must be between 1 and 10000").with_detail("limit", limit))?;
+        let offset = u64::try_from(offset).map_err(|_| {
+            Error::validation("offset must not be negative").with_detail("offset", offset)
+        })?;
+        let limit = u64::try_from(limit).map_err(|_| {
+            Error::validation("limit must be between 1 and 10000").with_detail("limit", limit)
+        })?;
         Self::new(limit, offset)
     }
 
@@ -217,14 +236,20 @@ impl Page {
     /// The next page of the same size.
     #[must_use]
     pub fn next(self) -> Self {
-        Self { limit: self.limit, offset: self.offset.saturating_add(u64::from(self.limit.get())) }
+        Self {
+            limit: self.limit,
+            offset: self.offset.saturating_add(u64::from(self.limit.get())),
+        }
     }
 }
 
 impl Default for Page {
     /// The seed's defaults: limit 100, offset 0.
     fn default() -> Self {
-        Self { limit: NonZeroU32::MIN.saturating_add(99), offset: 0 }
+        Self {
+            limit: NonZeroU32::MIN.saturating_add(99),
+            offset: 0,
+        }
     }
 }
 
@@ -261,7 +286,10 @@ impl SessionLimit {
 
     /// No practical limit (`u32::MAX` sessions).
     pub fn unlimited() -> Self {
-        Self { max: NonZeroU32::MAX, policy: LimitPolicy::Reject }
+        Self {
+            max: NonZeroU32::MAX,
+            policy: LimitPolicy::Reject,
+        }
     }
 
     /// The limit as `usize`.
@@ -280,9 +308,18 @@ mod tests {
         assert!(Page::new(1, 0).is_ok());
         assert!(Page::new(10_000, u64::MAX).is_ok());
         assert_eq!(Page::new(0, 0).unwrap_err().kind(), ErrorKind::Validation);
-        assert_eq!(Page::new(10_001, 0).unwrap_err().kind(), ErrorKind::Validation);
-        assert_eq!(Page::from_i64(10, -1).unwrap_err().kind(), ErrorKind::Validation);
-        assert_eq!(Page::from_i64(-1, 0).unwrap_err().kind(), ErrorKind::Validation);
+        assert_eq!(
+            Page::new(10_001, 0).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
+        assert_eq!(
+            Page::from_i64(10, -1).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
+        assert_eq!(
+            Page::from_i64(-1, 0).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
         assert_eq!(Page::default().limit(), 100);
         assert_eq!(Page::new(5, 10).unwrap().next().offset(), 15);
     }
@@ -293,7 +330,10 @@ mod tests {
             (Permission::parse("z").unwrap(), true),
             (Permission::parse("a").unwrap(), false),
         ]);
-        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"z":true,"a":false}"#);
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"z":true,"a":false}"#
+        );
         assert!(c.any() && !c.all());
     }
 
@@ -310,7 +350,16 @@ mod tests {
         let info = SessionInfo::new(data, Some(now.plus_secs(100)), now, "memory");
         assert_eq!(info.ttl_remaining, Some(100));
         let v = serde_json::to_value(&info).unwrap();
-        for k in ["user_id", "permissions", "created_at", "updated_at", "metadata", "ttl_remaining", "has_ttl", "provider"] {
+        for k in [
+            "user_id",
+            "permissions",
+            "created_at",
+            "updated_at",
+            "metadata",
+            "ttl_remaining",
+            "has_ttl",
+            "provider",
+        ] {
             assert!(v.get(k).is_some(), "{k}");
         }
     }

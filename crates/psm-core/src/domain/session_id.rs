@@ -26,7 +26,8 @@ pub struct SessionId(Box<str>);
 pub fn is_valid_session_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SESSION_ID_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl SessionIdRef {
@@ -119,7 +120,11 @@ impl TryFrom<&str> for SessionId {
 impl TryFrom<String> for SessionId {
     type Error = Error;
     fn try_from(s: String) -> Result<Self> {
-        if is_valid_session_id(&s) { Ok(Self(s.into_boxed_str())) } else { Err(invalid(&s)) }
+        if is_valid_session_id(&s) {
+            Ok(Self(s.into_boxed_str()))
+        } else {
+            Err(invalid(&s))
+        }
     }
 }
 
@@ -204,7 +209,16 @@ mod tests {
 
     #[test]
     fn rejects_everything_else_with_the_right_kind() {
-        for bad in ["", "a b", "a/b", "../x", "é", "a.b", "a\0", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "../x",
+            "é",
+            "a.b",
+            "a\0",
+            &"x".repeat(256),
+        ] {
             let e = SessionId::parse(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidSessionId, "{bad:?}");
             assert!(!e.to_string().contains(bad) || bad.is_empty());

@@ -69,19 +69,28 @@ impl Timestamp {
     /// Whole seconds from `now` until `self`, rounded up; zero when `self <= now`.
     pub fn secs_until_ceil(self, now: Self) -> u64 {
         let d = self.0.saturating_sub(now.0);
-        if d <= 0 { 0 } else { u64::try_from((d + MICROS - 1) / MICROS).unwrap_or(u64::MAX) }
+        if d <= 0 {
+            0
+        } else {
+            u64::try_from((d + MICROS - 1) / MICROS).unwrap_or(u64::MAX)
+        }
     }
 
     /// Converts to a `time` date-time in UTC.
     pub fn to_offset_date_time(self) -> OffsetDateTime {
         // In range by construction (years 1 to 9999).
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// Converts from a `time` date-time (any offset), truncating to microseconds.
     pub fn from_offset_date_time(t: OffsetDateTime) -> Self {
         let micros = t.unix_timestamp_nanos().div_euclid(1000);
-        Self::from_unix_micros(i64::try_from(micros).unwrap_or(if micros < 0 { i64::MIN } else { i64::MAX }))
+        Self::from_unix_micros(i64::try_from(micros).unwrap_or(if micros < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        }))
     }
 
     /// RFC 3339 in UTC with a `Z` suffix and exactly six fractional digits.
@@ -105,7 +114,9 @@ impl Timestamp {
     /// [`ErrorKind::Validation`] when `s` is not RFC 3339 or lies outside years 1 to 9999.
     pub fn parse_rfc3339(s: &str) -> Result<Self> {
         let t = OffsetDateTime::parse(s, &Rfc3339)
-            .map_err(|e| Error::new(ErrorKind::Validation, "timestamp is not rfc 3339").with_source(e))?
+            .map_err(|e| {
+                Error::new(ErrorKind::Validation, "timestamp is not rfc 3339").with_source(e)
+            })?
             .to_offset(UtcOffset::UTC);
         Ok(Self::from_offset_date_time(t))
     }
@@ -145,8 +156,14 @@ mod tests {
         let t = Timestamp::from_unix_micros(1_704_110_400_123_456);
         assert_eq!(t.to_rfc3339(), "2024-01-01T12:00:00.123456Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()).unwrap(), t);
-        assert_eq!(Timestamp::parse_rfc3339("2024-01-01T13:00:00.123456+01:00").unwrap(), t);
-        assert_eq!(Timestamp::UNIX_EPOCH.to_rfc3339(), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            Timestamp::parse_rfc3339("2024-01-01T13:00:00.123456+01:00").unwrap(),
+            t
+        );
+        assert_eq!(
+            Timestamp::UNIX_EPOCH.to_rfc3339(),
+            "1970-01-01T00:00:00.000000Z"
+        );
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
     }
 
@@ -154,14 +171,23 @@ mod tests {
     fn ceil_seconds() {
         let now = Timestamp::from_unix_secs(100);
         assert_eq!(now.plus_secs(100).secs_until_ceil(now), 100);
-        assert_eq!(Timestamp::from_unix_micros(now.as_unix_micros() + 1).secs_until_ceil(now), 1);
+        assert_eq!(
+            Timestamp::from_unix_micros(now.as_unix_micros() + 1).secs_until_ceil(now),
+            1
+        );
         assert_eq!(now.secs_until_ceil(now), 0);
         assert_eq!(Timestamp::from_unix_secs(50).secs_until_ceil(now), 0);
     }
 
     #[test]
     fn clamps_extremes() {
-        assert_eq!(Timestamp::from_unix_micros(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999999Z");
-        assert_eq!(Timestamp::from_unix_micros(i64::MIN).to_rfc3339(), "0001-01-01T00:00:00.000000Z");
+        assert_eq!(
+            Timestamp::from_unix_micros(i64::MAX).to_rfc3339(),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(
+            Timestamp::from_unix_micros(i64::MIN).to_rfc3339(),
+            "0001-01-01T00:00:00.000000Z"
+        );
     }
 }

@@ -25,7 +25,8 @@ impl Ttl {
             .and_then(NonZeroU32::new)
             .map(Self)
             .ok_or_else(|| {
-                Error::new(ErrorKind::Ttl, "ttl must be between 1 and 31536000 seconds").with_detail("value", secs)
+                Error::new(ErrorKind::Ttl, "ttl must be between 1 and 31536000 seconds")
+                    .with_detail("value", secs)
             })
     }
 
@@ -36,8 +37,10 @@ impl Ttl {
     pub fn from_secs_i64(secs: i64) -> Result<Self> {
         match u64::try_from(secs) {
             Ok(s) => Self::from_secs(s),
-            Err(_) => Err(Error::new(ErrorKind::Ttl, "ttl must be between 1 and 31536000 seconds")
-                .with_detail("value", secs)),
+            Err(_) => Err(
+                Error::new(ErrorKind::Ttl, "ttl must be between 1 and 31536000 seconds")
+                    .with_detail("value", secs),
+            ),
         }
     }
 
@@ -64,7 +67,10 @@ impl TryFrom<Duration> for Ttl {
     /// Rejects durations with a fractional second, since ttls are whole seconds.
     fn try_from(d: Duration) -> Result<Self> {
         if d.subsec_nanos() != 0 {
-            return Err(Error::new(ErrorKind::Ttl, "ttl must be a whole number of seconds"));
+            return Err(Error::new(
+                ErrorKind::Ttl,
+                "ttl must be a whole number of seconds",
+            ));
         }
         Self::from_secs(d.as_secs())
     }
@@ -101,7 +107,10 @@ mod tests {
     #[test]
     fn bounds() {
         assert_eq!(Ttl::from_secs(1).unwrap().as_secs(), 1);
-        assert_eq!(Ttl::from_secs(MAX_TTL_SECS).unwrap().as_secs(), MAX_TTL_SECS);
+        assert_eq!(
+            Ttl::from_secs(MAX_TTL_SECS).unwrap().as_secs(),
+            MAX_TTL_SECS
+        );
         for bad in [0, MAX_TTL_SECS + 1, u64::MAX, u64::from(u32::MAX) + 1] {
             assert_eq!(Ttl::from_secs(bad).unwrap_err().kind(), ErrorKind::Ttl);
         }

@@ -17,12 +17,15 @@ impl Username {
     /// [`ErrorKind::Validation`] when `s` breaks the rule above.
     pub fn parse(s: &str) -> Result<Self> {
         let ok = (3..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
         if ok {
             Ok(Self(s.into()))
         } else {
-            Err(Error::validation("username must be 3 to 64 ascii letters, digits, '.', '-' or '_'")
-                .with_detail("field", "username"))
+            Err(Error::validation(
+                "username must be 3 to 64 ascii letters, digits, '.', '-' or '_'",
+            )
+            .with_detail("field", "username"))
         }
     }
 
@@ -88,7 +91,11 @@ impl PasswordHash {
     /// # Errors
     /// [`ErrorKind::Validation`] when `s` is not a PHC string (`$alg$...`) or longer than 512 bytes.
     pub fn new(s: &str) -> Result<Self> {
-        if s.starts_with('$') && s.len() <= 512 && s.len() > 1 && !s.chars().any(char::is_whitespace) {
+        if s.starts_with('$')
+            && s.len() <= 512
+            && s.len() > 1
+            && !s.chars().any(char::is_whitespace)
+        {
             Ok(Self(s.into()))
         } else {
             Err(Error::validation("password hash must be a phc string"))
@@ -202,7 +209,10 @@ pub fn dedup_permissions(mut permissions: Vec<Permission>) -> Vec<Permission> {
 /// [`ErrorKind::Validation`] when more than 4,096 permissions are given.
 pub fn check_user_permissions(permissions: &[Permission]) -> Result<()> {
     if permissions.len() > crate::domain::permission::MAX_PERMISSIONS {
-        return Err(Error::new(ErrorKind::Validation, "user has more than 4096 permissions"));
+        return Err(Error::new(
+            ErrorKind::Validation,
+            "user has more than 4096 permissions",
+        ));
     }
     Ok(())
 }
@@ -218,8 +228,13 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Email::parse("Alice@Example.com").is_ok());
-        assert_eq!(Email::parse("Alice@Example.COM").unwrap().normalized(), "alice@example.com");
-        for bad in ["", "a", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.b", "a@b..c", "a@b.c."] {
+        assert_eq!(
+            Email::parse("Alice@Example.COM").unwrap().normalized(),
+            "alice@example.com"
+        );
+        for bad in [
+            "", "a", "a@b", "@b.c", "a@@b.c", "a b@c.d", "a@.b", "a@b..c", "a@b.c.",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -38,7 +38,11 @@ impl UserId {
     /// # Errors
     /// [`ErrorKind::InvalidUserId`] when `s` is empty, longer than 255 bytes, or has control characters.
     pub fn parse(s: &str) -> Result<Self> {
-        if is_valid_user_id(s) { Ok(Self(s.into())) } else { Err(invalid(s)) }
+        if is_valid_user_id(s) {
+            Ok(Self(s.into()))
+        } else {
+            Err(invalid(s))
+        }
     }
 
     /// The id as a string slice.
@@ -63,7 +67,11 @@ impl TryFrom<&str> for UserId {
 impl TryFrom<String> for UserId {
     type Error = Error;
     fn try_from(s: String) -> Result<Self> {
-        if is_valid_user_id(&s) { Ok(Self(s.into_boxed_str())) } else { Err(invalid(&s)) }
+        if is_valid_user_id(&s) {
+            Ok(Self(s.into_boxed_str()))
+        } else {
+            Err(invalid(&s))
+        }
     }
 }
 
@@ -117,11 +125,21 @@ mod tests {
 
     #[test]
     fn user_id_rules() {
-        for ok in ["u", "user 1", "ü/../x", "'; DROP TABLE users; --", &"u".repeat(255)] {
+        for ok in [
+            "u",
+            "user 1",
+            "ü/../x",
+            "'; DROP TABLE users; --",
+            &"u".repeat(255),
+        ] {
             assert!(UserId::parse(ok).is_ok(), "{ok:?}");
         }
         for bad in ["", "a\0b", "a\nb", "\u{1b}", &"u".repeat(256)] {
-            assert_eq!(UserId::parse(bad).unwrap_err().kind(), ErrorKind::InvalidUserId, "{bad:?}");
+            assert_eq!(
+                UserId::parse(bad).unwrap_err().kind(),
+                ErrorKind::InvalidUserId,
+                "{bad:?}"
+            );
         }
     }
 }

@@ -49,7 +49,13 @@ macro_rules! forward_cache {
             async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>> {
                 (**self).get(key).await
             }
-            async fn set(&self, key: &CacheKey, value: &[u8], ttl: Ttl, tags: &[CacheTag]) -> Result<()> {
+            async fn set(
+                &self,
+                key: &CacheKey,
+                value: &[u8],
+                ttl: Ttl,
+                tags: &[CacheTag],
+            ) -> Result<()> {
                 (**self).set(key, value, ttl, tags).await
             }
             async fn delete(&self, key: &CacheKey) -> Result<bool> {

@@ -5,8 +5,8 @@ use std::{fmt, sync::Arc};
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, NewSession, Page, PermissionCheck, PermissionList, PermissionRef, Result, SessionData,
-    SessionId, SessionIdRef, SessionInfo, SessionLimit, Ttl, UserId,
+    Capabilities, NewSession, Page, PermissionCheck, PermissionList, PermissionRef, Result,
+    SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit, Ttl, UserId,
 };
 
 /// Per-session permission storage with TTL (the seed's `BaseProvider`).
@@ -78,14 +78,19 @@ pub trait PermissionStore: fmt::Debug + Send + Sync + 'static {
     /// # Behavior
     /// - Compares exactly and case-sensitively; `*` and `?` in stored permissions are literal.
     /// - A missing or expired session yields `false`.
-    async fn check_permission(&self, id: &SessionIdRef, permission: &PermissionRef) -> Result<bool>;
+    async fn check_permission(&self, id: &SessionIdRef, permission: &PermissionRef)
+    -> Result<bool>;
 
     /// Checks several permissions at once.
     ///
     /// # Behavior
     /// - The result has one entry per asked permission, in the order asked.
     /// - A missing or expired session yields all `false`.
-    async fn check_permissions(&self, id: &SessionIdRef, permissions: &PermissionList) -> Result<PermissionCheck>;
+    async fn check_permissions(
+        &self,
+        id: &SessionIdRef,
+        permissions: &PermissionList,
+    ) -> Result<PermissionCheck>;
 
     /// The session's record.
     ///
@@ -108,7 +113,12 @@ pub trait PermissionStore: fmt::Debug + Send + Sync + 'static {
     /// - Sets `updated_at`; `created_at`, user and metadata stay.
     /// - `ttl == None` keeps the current expiry (a session never becomes immortal by an update);
     ///   `Some(ttl)` sets the expiry to now + ttl.
-    async fn update_permissions(&self, id: &SessionIdRef, permissions: PermissionList, ttl: Option<Ttl>) -> Result<bool>;
+    async fn update_permissions(
+        &self,
+        id: &SessionIdRef,
+        permissions: PermissionList,
+        ttl: Option<Ttl>,
+    ) -> Result<bool>;
 
     /// Renews a session: sets its expiry to now + `ttl` and sets `updated_at`.
     ///
@@ -172,7 +182,11 @@ macro_rules! forward_permission_store {
             async fn close(&self) -> Result<()> {
                 (**self).close().await
             }
-            async fn store_permissions(&self, id: &SessionIdRef, session: NewSession) -> Result<()> {
+            async fn store_permissions(
+                &self,
+                id: &SessionIdRef,
+                session: NewSession,
+            ) -> Result<()> {
                 (**self).store_permissions(id, session).await
             }
             async fn create_session(
@@ -183,7 +197,11 @@ macro_rules! forward_permission_store {
             ) -> Result<Vec<SessionId>> {
                 (**self).create_session(id, session, limit).await
             }
-            async fn check_permission(&self, id: &SessionIdRef, permission: &PermissionRef) -> Result<bool> {
+            async fn check_permission(
+                &self,
+                id: &SessionIdRef,
+                permission: &PermissionRef,
+            ) -> Result<bool> {
                 (**self).check_permission(id, permission).await
             }
             async fn check_permissions(
@@ -213,7 +231,11 @@ macro_rules! forward_permission_store {
             async fn get_session_info(&self, id: &SessionIdRef) -> Result<Option<SessionInfo>> {
                 (**self).get_session_info(id).await
             }
-            async fn list_sessions(&self, user: Option<&UserId>, page: Page) -> Result<Vec<SessionId>> {
+            async fn list_sessions(
+                &self,
+                user: Option<&UserId>,
+                page: Page,
+            ) -> Result<Vec<SessionId>> {
                 (**self).list_sessions(user, page).await
             }
             async fn cleanup_expired_sessions(&self) -> Result<u64> {

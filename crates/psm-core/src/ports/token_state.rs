@@ -30,7 +30,12 @@ pub trait TokenStateStore: fmt::Debug + Send + Sync + 'static {
     /// - `presented` consumed earlier: the family is revoked and `ReuseDetected` is returned.
     /// - Revoked family: `Revoked`. Family past `expires_at`: `Expired`; rotation never extends it.
     /// - Unknown family, or an id the family never issued: `Unknown`, changing nothing.
-    async fn consume(&self, family: &FamilyId, presented: &TokenId, next: &TokenId) -> Result<ConsumeOutcome>;
+    async fn consume(
+        &self,
+        family: &FamilyId,
+        presented: &TokenId,
+        next: &TokenId,
+    ) -> Result<ConsumeOutcome>;
 
     /// Revokes one family. Returns `true` if it existed and was not revoked yet.
     async fn revoke_family(&self, id: &FamilyId) -> Result<bool>;
@@ -64,7 +69,12 @@ macro_rules! forward_token_state_store {
             async fn get_family(&self, id: &FamilyId) -> Result<Option<TokenFamily>> {
                 (**self).get_family(id).await
             }
-            async fn consume(&self, family: &FamilyId, presented: &TokenId, next: &TokenId) -> Result<ConsumeOutcome> {
+            async fn consume(
+                &self,
+                family: &FamilyId,
+                presented: &TokenId,
+                next: &TokenId,
+            ) -> Result<ConsumeOutcome> {
                 (**self).consume(family, presented, next).await
             }
             async fn revoke_family(&self, id: &FamilyId) -> Result<bool> {

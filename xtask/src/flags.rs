@@ -1,0 +1,146 @@
+//! Command-line parsing: a hand-written parser, since the grammar is three subcommands and a few flags.
+
+use crate::util::{Result, bail};
+
+/// What the person asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Task {
+    /// `cargo xtask ci [--skip STEP]...`
+    Ci { skip: Vec<String> },
+    /// `cargo xtask services up|down|env`
+    Services(ServicesAction),
+    /// `cargo xtask bench [--quick] [--no-python] [--no-criterion]`
+    Bench(BenchFlags),
+    /// `cargo xtask help`, `-h`, `--help` or no argument at all.
+    Help,
+}
+
+/// The `services` subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServicesAction {
+    Up,
+    Down,
+    Env,
+}
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BenchFlags {
+    /// Smaller data set, no Python, no criterion; writes under `target/xtask/` instead of `docs/`.
+    pub(crate) quick: bool,
+    pub(crate) no_python: bool,
+    pub(crate) no_criterion: bool,
+}
+
+pub(crate) const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, machete
+                          (--skip is for local iteration only; .ci/run never uses it)
+  services up|down|env    find or start Redis and PostgreSQL; `env` prints export lines,
+                          `down` stops only what this xtask started
+  bench [--quick] [--no-python] [--no-criterion]
+                          run the load driver, the baselines and criterion, write docs/benchmarks.md
+                          (--quick: 10,000 sessions, no Python, no criterion, output under target/xtask/)
+  help                    this text
+
+Environment:
+  PSM_REDIS_URL, PSM_POSTGRES_URL   use these servers (they must answer)
+  PSM_XTASK_FORCE_START=1           skip the environment and the conventional ports, start private servers
+";
+
+/// Parses the arguments after the program name.
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
+    let mut args = args.into_iter();
+    let Some(command) = args.next() else {
+        return Ok(Task::Help);
+    };
+    match command.as_str() {
+        "help" | "-h" | "--help" => Ok(Task::Help),
+        "ci" => {
+            let mut skip = Vec::new();
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--skip" => match args.next() {
+                        Some(step) => skip.push(step),
+                        None => bail!("--skip needs a step name"),
+                    },
+                    other => bail!("unknown argument to ci: {other}"),
+                }
+            }
+            Ok(Task::Ci { skip })
+        }
+        "services" => {
+            let action = match args.next().as_deref() {
+                Some("up") => ServicesAction::Up,
+                Some("down") => ServicesAction::Down,
+                Some("env") => ServicesAction::Env,
+                Some(other) => bail!("unknown services action: {other} (expected up, down or env)"),
+                None => bail!("services needs an action: up, down or env"),
+            };
+            if let Some(extra) = args.next() {
+                bail!("unexpected argument: {extra}");
+            }
+            Ok(Task::Services(action))
+        }
+        "bench" => {
+            let mut flags = BenchFlags::default();
+            for arg in args {
+                match arg.as_str() {
+                    "--quick" => flags.quick = true,
+                    "--no-python" => flags.no_python = true,
+                    "--no-criterion" => flags.no_criterion = true,
+                    other => bail!("unknown argument to bench: {other}"),
+                }
+            }
+            Ok(Task::Bench(flags))
+        }
+        other => bail!("unknown command: {other} (see `cargo xtask help`)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Task> {
+        parse(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse_str("").ok(), Some(Task::Help));
+        assert_eq!(
+            parse_str("ci --skip test --skip machete").ok(),
+            Some(Task::Ci {
+                skip: vec!["test".into(), "machete".into()]
+            })
+        );
+        assert_eq!(
+            parse_str("services env").ok(),
+            Some(Task::Services(ServicesAction::Env))
+        );
+        assert_eq!(
+            parse_str("bench --quick").ok(),
+            Some(Task::Bench(BenchFlags {
+                quick: true,
+                ..BenchFlags::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_input() {
+        for line in [
+            "ci --fast",
+            "ci --skip",
+            "services",
+            "services sideways",
+            "bench --slow",
+            "deploy",
+        ] {
+            assert!(parse_str(line).is_err(), "{line} should be rejected");
+        }
+    }
+}
