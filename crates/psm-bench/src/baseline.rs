@@ -29,7 +29,11 @@ fn run_op(map: &Map, w: &Workload, op: Op, range: Range<usize>) -> u64 {
     };
     let mut hits = 0_u64;
     for k in range {
-        let s = w.order[k];
+        let s = if op == Op::Store {
+            w.insert_order[k]
+        } else {
+            w.order[k]
+        };
         let id = w.sessions[s].as_str();
         hits += match op {
             Op::Store => {

@@ -35,7 +35,11 @@ async fn run_op(m: &Manager, w: &Workload, op: Op, range: Range<usize>) -> psm::
         return Ok(hits);
     }
     for k in range {
-        let s = w.order[k];
+        let s = if op == Op::Store {
+            w.insert_order[k]
+        } else {
+            w.order[k]
+        };
         let id = w.sessions[s].as_str();
         hits += match op {
             Op::Store => u64::from(
@@ -117,7 +121,7 @@ pub(crate) struct Blocking {
 /// Fills a blocking manager once, then times the checks from plain threads.
 pub(crate) fn blocking(w: &Workload, rounds: u32) -> BenchResult<Blocking> {
     let m = psm::blocking::PermissionStorageManager::from_builder(builder())?;
-    for &s in &w.order {
+    for &s in &w.insert_order {
         m.store_permissions(
             &w.sessions[s],
             &w.users[w.owner[s]],

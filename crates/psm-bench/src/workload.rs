@@ -53,7 +53,11 @@ pub(crate) struct Workload {
     pub(crate) pool: Vec<String>,
     /// Each session's permissions, as pool indices, distinct.
     pub(crate) perms: Vec<[usize; PERMS_PER_SESSION]>,
-    /// The random access sequence over sessions (a permutation).
+    /// The order sessions are stored in (a permutation).
+    pub(crate) insert_order: Vec<usize>,
+    /// The random access sequence of every other operation: a second, independent permutation, so
+    /// reads never follow the order the data was allocated in (which would hand either side
+    /// hardware-prefetch locality and stop this being random access).
     pub(crate) order: Vec<usize>,
     /// The random access sequence over users (a permutation), for `list_sessions(user)`.
     pub(crate) user_order: Vec<usize>,
@@ -92,6 +96,8 @@ impl Workload {
             .map(|_| distinct(&mut rng, pool.len(), &[]))
             .collect();
 
+        let mut insert_order: Vec<usize> = (0..sessions).collect();
+        rng.shuffle(&mut insert_order);
         let mut order: Vec<usize> = (0..sessions).collect();
         rng.shuffle(&mut order);
         let mut user_order: Vec<usize> = (0..user_count).collect();
@@ -119,6 +125,7 @@ impl Workload {
             owner,
             pool,
             perms,
+            insert_order,
             order,
             user_order,
             check,

@@ -11,6 +11,8 @@ use crate::{Error, ErrorKind, Result};
 pub const MAX_PERMISSION_LEN: usize = 255;
 /// Most entries a permission list may hold.
 pub const MAX_PERMISSIONS: usize = 4096;
+/// Up to this many entries, duplicates are found by a linear scan instead of a hash set.
+const LINEAR_DEDUP_MAX: usize = 16;
 
 /// A validated, borrowed permission string. Comparison is exact and case-sensitive; `*` and `?`
 /// are literal characters here (wildcards belong to the pattern utilities).
@@ -195,19 +197,33 @@ impl PermissionList {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (index, item) in items.into_iter().enumerate() {
-            let s = item.as_ref();
-            let p = PermissionRef::parse(s).map_err(|e| e.with_detail("index", index))?;
-            if seen.insert(p.as_str().to_owned()) {
-                out.push(p.to_owned());
-                if out.len() > MAX_PERMISSIONS {
-                    return Err(too_many());
-                }
+        let items = items.into_iter();
+        let mut out: Vec<Permission> = Vec::with_capacity(items.size_hint().0.min(MAX_PERMISSIONS));
+        // Most lists are a handful of entries: a linear scan beats hashing there and allocates
+        // nothing; longer lists switch to a set of borrowed strings.
+        let mut seen: Option<HashSet<Box<str>>> = None;
+        for (index, item) in items.enumerate() {
+            let p =
+                PermissionRef::parse(item.as_ref()).map_err(|e| e.with_detail("index", index))?;
+            let duplicate = match &mut seen {
+                Some(set) => !set.insert(p.as_str().into()),
+                None => out.iter().any(|q| **q == *p),
+            };
+            if duplicate {
+                continue;
+            }
+            out.push(p.to_owned());
+            if out.len() > MAX_PERMISSIONS {
+                return Err(too_many());
+            }
+            if seen.is_none() && out.len() == LINEAR_DEDUP_MAX {
+                seen = Some(out.iter().map(|q| q.as_str().into()).collect());
             }
         }
-        Self::from_permissions(out)
+        if out.is_empty() {
+            return Err(Error::validation("permission list is empty"));
+        }
+        Ok(Self(out))
     }
 
     /// Builds a list from already-validated permissions, dropping duplicates.
@@ -215,18 +231,31 @@ impl PermissionList {
     /// # Errors
     /// [`ErrorKind::Validation`] for an empty list or more than 4,096 distinct entries.
     pub fn from_permissions(items: Vec<Permission>) -> Result<Self> {
+        if items.len() <= LINEAR_DEDUP_MAX {
+            let mut out: Vec<Permission> = Vec::with_capacity(items.len());
+            for p in items {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+            return Self::checked(out);
+        }
         let mut seen = HashSet::with_capacity(items.len());
         let deduped: Vec<Permission> = items
             .into_iter()
             .filter(|p| seen.insert(p.clone()))
             .collect();
-        if deduped.is_empty() {
+        Self::checked(deduped)
+    }
+
+    fn checked(items: Vec<Permission>) -> Result<Self> {
+        if items.is_empty() {
             return Err(Error::validation("permission list is empty"));
         }
-        if deduped.len() > MAX_PERMISSIONS {
+        if items.len() > MAX_PERMISSIONS {
             return Err(too_many());
         }
-        Ok(Self(deduped))
+        Ok(Self(items))
     }
 
     /// The permissions, in order.
@@ -351,6 +380,15 @@ mod tests {
             ErrorKind::Validation
         );
         let dup_heavy: Vec<String> = (0..5000).map(|i| format!("p{}", i % 10)).collect();
+        let long_with_dups: Vec<String> = (0..100).chain(0..100).map(|i| format!("p{i}")).collect();
+        let l = PermissionList::parse(&long_with_dups).unwrap();
+        assert_eq!(l.len(), 100);
+        assert_eq!(l.as_slice()[99].as_str(), "p99");
+        let owned: Vec<Permission> = long_with_dups
+            .iter()
+            .map(|s| Permission::parse(s).unwrap())
+            .collect();
+        assert_eq!(PermissionList::from_permissions(owned).unwrap(), l);
         assert_eq!(PermissionList::parse(&dup_heavy).unwrap().len(), 10);
         let e = PermissionList::parse(["ok", "not ok"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidPermission);
