@@ -111,6 +111,47 @@ impl ErrorKind {
         )
     }
 
+    /// Whether this kind belongs to the seed's `ProviderError` family: the store or its backend failed,
+    /// not the caller's input or the session's state.
+    pub fn is_provider(self) -> bool {
+        matches!(
+            self,
+            Self::ProviderConnection
+                | Self::ProviderNotInitialized
+                | Self::ProviderConfiguration
+                | Self::ProviderNotSupported
+                | Self::OperationTimeout
+                | Self::Concurrency
+                | Self::StorageQuotaExceeded
+                | Self::Serialization
+                | Self::Provider
+        )
+    }
+
+    /// Whether this kind is about a session's state (the seed's session exceptions).
+    pub fn is_session(self) -> bool {
+        matches!(
+            self,
+            Self::SessionNotFound
+                | Self::SessionExpired
+                | Self::SessionExists
+                | Self::SessionLimitReached
+        )
+    }
+
+    /// Whether this kind is an authentication or token failure.
+    pub fn is_auth(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidCredentials
+                | Self::TokenInvalid
+                | Self::TokenExpired
+                | Self::TokenRevoked
+                | Self::TokenReuseDetected
+                | Self::RateLimited
+        )
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(self) -> bool {
         matches!(
@@ -195,6 +236,16 @@ impl Error {
     /// See [`ErrorKind::is_validation`].
     pub fn is_validation(&self) -> bool {
         self.kind.is_validation()
+    }
+
+    /// See [`ErrorKind::is_provider`].
+    pub fn is_provider(&self) -> bool {
+        self.kind.is_provider()
+    }
+
+    /// See [`ErrorKind::is_session`].
+    pub fn is_session(&self) -> bool {
+        self.kind.is_session()
     }
 
     /// See [`ErrorKind::is_retryable`].
@@ -284,6 +335,15 @@ mod tests {
         assert!(!ErrorKind::SessionNotFound.is_validation());
         assert!(ErrorKind::ProviderConnection.is_retryable());
         assert!(!ErrorKind::InvalidCredentials.is_retryable());
+        assert!(
+            ErrorKind::ProviderConnection.is_provider()
+                && ErrorKind::StorageQuotaExceeded.is_provider()
+        );
+        assert!(
+            !ErrorKind::InvalidSessionId.is_provider() && !ErrorKind::SessionNotFound.is_provider()
+        );
+        assert!(ErrorKind::SessionLimitReached.is_session() && !ErrorKind::Ttl.is_session());
+        assert!(ErrorKind::TokenReuseDetected.is_auth() && !ErrorKind::Provider.is_auth());
     }
 
     #[test]

@@ -45,6 +45,9 @@ impl UserStoreFixture for Users {
     async fn create(&self, clock: ManualClock) -> DynUserStore {
         Arc::new(MemoryUserStore::with_clock(Arc::new(clock)))
     }
+    fn honours_clock(&self) -> bool {
+        true
+    }
 }
 
 struct Tokens;

@@ -10,3 +10,6 @@ pub(crate) mod token;
 pub(crate) mod ttl;
 pub(crate) mod user;
 pub(crate) mod user_id;
+
+#[cfg(test)]
+mod proptests;

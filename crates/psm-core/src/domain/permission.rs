@@ -191,7 +191,7 @@ impl PermissionList {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidPermission`] for a bad entry (reported with its index);
-    /// [`ErrorKind::Validation`] for an empty list or more than 4,096 distinct entries.
+    /// [`ErrorKind::Validation`] for an empty list or more than 4,096 entries (duplicates included).
     pub fn parse<I>(items: I) -> Result<Self>
     where
         I: IntoIterator,
@@ -229,8 +229,11 @@ impl PermissionList {
     /// Builds a list from already-validated permissions, dropping duplicates.
     ///
     /// # Errors
-    /// [`ErrorKind::Validation`] for an empty list or more than 4,096 distinct entries.
+    /// [`ErrorKind::Validation`] for an empty list or more than 4,096 entries (duplicates included).
     pub fn from_permissions(items: Vec<Permission>) -> Result<Self> {
+        if items.len() > MAX_PERMISSIONS {
+            return Err(too_many());
+        }
         if items.len() <= LINEAR_DEDUP_MAX {
             let mut out: Vec<Permission> = Vec::with_capacity(items.len());
             for p in items {

@@ -64,6 +64,8 @@ pub trait PermissionStoreFixture: Send + Sync + 'static {
 pub trait UserStoreFixture: Send + Sync + 'static {
     /// A new store in its own namespace, using `clock` if it honours one.
     async fn create(&self, clock: ManualClock) -> DynUserStore;
+    /// Whether the stores read time from the given clock (otherwise cases sleep).
+    fn honours_clock(&self) -> bool;
 }
 
 /// Makes fresh, isolated token state stores.
@@ -166,12 +168,11 @@ pub async fn permission_store<F: PermissionStoreFixture + ?Sized>(
     (store, TimeTravel::new(clock, honours))
 }
 
-/// A fresh user store from `f` together with its time control. User stores do not say whether they
-/// read the clock, so the time control moves the clock and sleeps (cases use short steps only).
+/// A fresh user store from `f` together with its time control.
 pub async fn user_store<F: UserStoreFixture + ?Sized>(f: &F) -> (DynUserStore, TimeTravel) {
     let clock = ManualClock::at_2024();
     let store = f.create(clock.clone()).await;
-    (store, TimeTravel::unknown(clock))
+    (store, TimeTravel::new(clock, f.honours_clock()))
 }
 
 /// A fresh token state store from `f` together with its time control.

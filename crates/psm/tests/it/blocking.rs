@@ -1,6 +1,10 @@
 //! The blocking API: from plain threads, from inside async runtimes of both flavors, from many threads.
 
-use std::{sync::Arc, thread, time::Duration};
+use std::{
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use psm::{ErrorKind, LimitPolicy, ManualClock, PermissionStorageManager, SessionLimit, blocking};
 use serde_json::json;
@@ -215,4 +219,36 @@ async fn build_errors_inside_a_runtime_do_not_panic() {
         blocking::PermissionStorageManager::from_url("::"),
         ErrorKind::ProviderConfiguration,
     );
+}
+
+/// RULES.md: the blocking manager keeps one runtime for its life, so the memory store's background
+/// sweeper keeps running between calls, with no call driving it.
+#[test]
+fn background_sweeper_keeps_running() {
+    let clock = ManualClock::at_2024();
+    let m = PermissionStorageManager::builder()
+        .provider("memory")
+        .config(json!({ "cleanup_interval": 1 }))
+        .clock(Arc::new(clock.clone()))
+        .default_ttl(Some(1))
+        .build_blocking()
+        .unwrap();
+    m.store_permissions("s1", "alice", ["read"], None, None)
+        .unwrap();
+    m.store_permissions("s2", "alice", ["read"], Some(3600), None)
+        .unwrap();
+    let stats = || m.memory().unwrap().memory_stats();
+    assert_eq!(stats().total_sessions, 2);
+    clock.advance(Duration::from_secs(2));
+    // The sweeper ticks every real second; give it a generous bound on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats().total_sessions != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper never removed the expired session"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stats().total_sessions_expired, 1);
+    assert!(m.check_permission("s2", "read").unwrap());
 }
