@@ -28,6 +28,10 @@ pub struct MemoryStats {
     /// Expired sessions removed (by the sweeper, `cleanup`, or a write that met them).
     pub total_sessions_expired: u64,
     /// Session operations served; counted only with `enable_monitoring`.
+    ///
+    /// Exact on one thread but approximate under concurrency: the per-shard counters are bumped
+    /// with a plain load and store instead of an atomic read-modify-write (which would be a full
+    /// memory barrier on the check path), so concurrent operations on one shard can lose counts.
     pub total_operations: u64,
     /// `max_sessions`, if set.
     pub storage_limit: Option<u64>,

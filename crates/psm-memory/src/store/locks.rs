@@ -3,8 +3,10 @@
 //! # Lock order
 //! Every path that holds more than one lock takes them in this order, which rules out deadlock:
 //! 1. user shards (`Inner::users`), in ascending index;
-//! 2. session shards (`Inner::shards`), in ascending index;
-//! 3. the permission interner, which is a leaf: nothing else is ever taken while it is held.
+//! 2. session shards (`Inner::shards`), in ascending index.
+//!
+//! There is no third class: each shard's permission interner lives inside the shard's table and is
+//! guarded by the shard's lock.
 //!
 //! Paths holding a user shard may read session shards one at a time (each released before the next)
 //! instead, since holding one lock of a class never waits for a lower one. No path takes a user

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hashbrown::HashSet;
 use psm_core::{Error, ErrorKind, Result};
 
-use super::{Inner, PROVIDER, shard::ShardTable};
+use super::{Inner, PROVIDER};
 use crate::stats::MemoryStats;
 
 /// A place reserved in the quota for a new session; returned on drop unless committed.
@@ -136,7 +136,7 @@ impl Inner {
         for (_, table) in shards.tables_mut() {
             live += table.iter().filter(|(_, s)| s.is_live(now)).count() as u64;
             total += table.len();
-            *table = ShardTable::default();
+            table.clear();
         }
         for map in users.maps_mut() {
             *map = Default::default();
@@ -157,7 +157,7 @@ impl Inner {
         let mut users: HashSet<*const psm_core::UserId> = HashSet::new();
         let mut ops = self.counters.ops.load(Ordering::Relaxed);
         for shard in self.shards.iter() {
-            ops += shard.ops.load(Ordering::Relaxed);
+            ops += shard.ops();
             let table = shard.table.read();
             total += table.len() as u64;
             for (_, s) in table.iter().filter(|(_, s)| s.is_live(now)) {

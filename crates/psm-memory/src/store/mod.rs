@@ -30,7 +30,7 @@ use psm_core::{
 use tokio::task::JoinHandle;
 
 use self::{shard::SessionShard, users::UserShard};
-use crate::{config::MemoryConfig, intern::Interner, stats::MemoryStats};
+use crate::{config::MemoryConfig, intern::hash_permission, stats::MemoryStats};
 
 /// The provider name every memory adapter reports.
 pub(crate) const PROVIDER: &str = "memory";
@@ -70,10 +70,11 @@ pub(crate) const PROVIDER: &str = "memory";
 /// shard at a time.
 ///
 /// # Memory
-/// Permission strings are interned store-wide, so a session holds a small sorted array of `u32`
-/// ids (inline for up to six permissions) and a check is a hash lookup plus an integer search. A
-/// session with five permissions, empty metadata and a 30-byte id costs about 145 bytes in total,
-/// indexes included (measured by `cargo bench -p psm-memory --bench memory`).
+/// Permission strings are interned per shard, so a session holds a small sorted array of `u32`
+/// ids (inline for up to six permissions) and a check is a hash lookup plus an integer search
+/// under the one shard read lock. A session with five permissions, empty metadata and a 30-byte id
+/// costs about 150 bytes in total, indexes included (measured by
+/// `cargo bench -p psm-memory --bench memory`).
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -88,7 +89,6 @@ pub(crate) struct Inner {
     mask: usize,
     shards: Box<[SessionShard]>,
     users: Box<[UserShard]>,
-    interner: Interner,
     /// Stored sessions (live or expired) plus reservations in flight; the quota counter.
     stored: AtomicUsize,
     /// The quota actually enforced (also caps the store below `u32::MAX` sessions).
@@ -128,7 +128,6 @@ impl MemoryStore {
             mask: n - 1,
             shards: (0..n).map(|_| SessionShard::new()).collect(),
             users: (0..n).map(|_| UserShard::default()).collect(),
-            interner: Interner::new(),
             stored: AtomicUsize::new(0),
             capacity,
             counters: Counters::default(),
@@ -203,13 +202,11 @@ impl MemoryStore {
 
     /// Synchronous `get_permissions`: a copy of the live session, permissions in stored order.
     pub fn get_permissions_now(&self, id: &SessionIdRef) -> Option<SessionData> {
-        self.inner.count_shard(self.inner.hash(id.as_str()));
         self.inner.get(id).map(|(data, _, _)| data)
     }
 
     /// Synchronous `get_session_info`.
     pub fn get_session_info_now(&self, id: &SessionIdRef) -> Option<SessionInfo> {
-        self.inner.count_shard(self.inner.hash(id.as_str()));
         self.inner
             .get(id)
             .map(|(data, expires, now)| SessionInfo::new(data, expires, now, PROVIDER))
@@ -279,7 +276,7 @@ impl fmt::Debug for MemoryStore {
                 "stored_sessions",
                 &self.inner.stored.load(Ordering::Relaxed),
             )
-            .field("interned_permissions", &self.inner.interner.len())
+            .field("interned_permissions", &self.inner.interned())
             .finish_non_exhaustive()
     }
 }
@@ -308,13 +305,32 @@ impl Inner {
         self.config.effective_cleanup_interval()
     }
 
+    /// The hash of a permission string, as the shards' interners expect it.
+    pub(crate) fn perm_hash(&self, s: &str) -> u64 {
+        hash_permission(&self.hasher, s)
+    }
+
     /// Counts an operation on the shard of `hash` (no contended global counter on hot paths).
     pub(crate) fn count_shard(&self, hash: u64) {
-        if self.config.enable_monitoring
-            && let Some(s) = self.shards.get(self.shard_of(hash))
-        {
-            s.ops.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = self.shards.get(self.shard_of(hash)) {
+            self.count_on(s);
         }
+    }
+
+    /// Counts an operation on `shard`, without a locked instruction (see [`SessionShard::count_op`]).
+    pub(crate) fn count_on(&self, shard: &SessionShard) {
+        if self.config.enable_monitoring {
+            shard.count_op();
+        }
+    }
+
+    /// Interned permission strings, summed over the shards (a string held in several shards
+    /// counts once per shard).
+    pub(crate) fn interned(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.table.read().interner.len())
+            .sum()
     }
 
     /// Counts an operation that is not tied to one shard.

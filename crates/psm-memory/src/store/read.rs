@@ -3,16 +3,16 @@
 use std::sync::Arc;
 
 use psm_core::{
-    Metadata, Page, PermissionCheck, PermissionList, PermissionRef, SessionData, SessionId,
-    SessionIdRef, Timestamp, UserId,
+    Metadata, Page, Permission, PermissionCheck, PermissionList, PermissionRef, SessionData,
+    SessionId, SessionIdRef, Timestamp, UserId,
 };
 
 use super::{Inner, shard::Session, stored_id::StoredId, users::split};
 
-/// What `get` copies out under the shard lock; permission names are resolved after releasing it.
+/// What `get` copies out under the shard lock.
 struct Snapshot {
     user: Arc<UserId>,
-    ids: Vec<u32>,
+    permissions: Vec<Permission>,
     metadata: Option<Box<Metadata>>,
     created: i64,
     updated: i64,
@@ -25,18 +25,20 @@ impl Inner {
         !s.has_ttl() || s.is_live(self.now())
     }
 
-    /// The hot path: interner lookup (a permission never stored is false without touching the
-    /// session), then one shard read lock, a hash probe and a binary search over `u32` ids.
+    /// The hot path: one shard read lock (its two atomic instructions are the only locked ones),
+    /// then the shard's interner lookup (a permission the shard never stored is false), a hash
+    /// probe and a binary search over `u32` ids. Both hashes are computed before the lock.
     pub(crate) fn check(&self, id: &SessionIdRef, p: &PermissionRef) -> bool {
         let hash = self.hash(id.as_str());
-        self.count_shard(hash);
-        let Some(pid) = self.interner.lookup(p) else {
-            return false;
-        };
+        let perm_hash = self.perm_hash(p.as_str());
         let Some(shard) = self.shards.get(self.shard_of(hash)) else {
             return false;
         };
+        self.count_on(shard);
         let table = shard.table.read();
+        let Some(pid) = table.interner.lookup(perm_hash, p.as_str()) else {
+            return false;
+        };
         table
             .find(hash, id.as_str())
             .is_some_and(|(_, s)| self.live(s) && s.perms.contains(pid))
@@ -44,17 +46,21 @@ impl Inner {
 
     pub(crate) fn check_all(&self, id: &SessionIdRef, ps: &PermissionList) -> PermissionCheck {
         let hash = self.hash(id.as_str());
-        self.count_shard(hash);
-        let ids = self.interner.lookup_all(ps);
         let Some(shard) = self.shards.get(self.shard_of(hash)) else {
             return PermissionCheck::all_false(ps);
         };
+        self.count_on(shard);
         let table = shard.table.read();
         match table.find(hash, id.as_str()) {
             Some((_, s)) if self.live(s) => PermissionCheck::from_entries(
                 ps.iter()
-                    .zip(ids)
-                    .map(|(p, pid)| (p.clone(), pid.is_some_and(|i| s.perms.contains(i))))
+                    .map(|p| {
+                        let held = table
+                            .interner
+                            .lookup(self.perm_hash(p.as_str()), p.as_str())
+                            .is_some_and(|i| s.perms.contains(i));
+                        (p.clone(), held)
+                    })
                     .collect(),
             ),
             _ => PermissionCheck::all_false(ps),
@@ -67,16 +73,18 @@ impl Inner {
         id: &SessionIdRef,
     ) -> Option<(SessionData, Option<Timestamp>, Timestamp)> {
         let hash = self.hash(id.as_str());
+        let shard = self.shards.get(self.shard_of(hash))?;
+        self.count_on(shard);
         let now = self.now();
         let snap = {
-            let table = self.shards.get(self.shard_of(hash))?.table.read();
+            let table = shard.table.read();
             let (_, s) = table.find(hash, id.as_str())?;
             if !s.is_live(now) {
                 return None;
             }
             Snapshot {
                 user: Arc::clone(&s.user),
-                ids: s.perms.stored_order(),
+                permissions: table.interner.resolve(s.perms.stored_order()),
                 metadata: s.metadata.clone(),
                 created: s.created,
                 updated: s.updated,
@@ -84,7 +92,7 @@ impl Inner {
             }
         };
         // Cannot fail: the list was a valid, deduplicated, non-empty permission list when stored.
-        let permissions = PermissionList::from_permissions(self.interner.resolve(snap.ids)).ok()?;
+        let permissions = PermissionList::from_permissions(snap.permissions).ok()?;
         let data = SessionData {
             user_id: (*snap.user).clone(),
             permissions,

@@ -7,16 +7,19 @@
 
 use std::{
     hash::BuildHasher,
-    sync::{Arc, atomic::AtomicU64},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
-use psm_core::{Metadata, UserId};
+use psm_core::{Metadata, PermissionList, UserId};
 
 use super::stored_id::StoredId;
-use crate::perm_set::PermSet;
+use crate::{intern::Interner, perm_set::PermSet};
 
 /// The expiry of a session that never expires.
 pub(crate) const NEVER: i64 = i64::MAX;
@@ -55,7 +58,10 @@ impl Session {
 #[repr(align(128))]
 pub(crate) struct SessionShard {
     pub(crate) table: RwLock<ShardTable>,
-    pub(crate) ops: AtomicU64,
+    /// Operations served by this shard. Bumped with a plain load and store rather than a
+    /// `fetch_add`: a locked read-modify-write is a full barrier on x86 and would serialise the
+    /// cache misses of consecutive checks. Concurrent bumps may therefore lose a count.
+    ops: AtomicU64,
 }
 
 impl SessionShard {
@@ -64,6 +70,17 @@ impl SessionShard {
             table: RwLock::new(ShardTable::default()),
             ops: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one operation (approximate under concurrency, exact on one thread; see `ops`).
+    pub(crate) fn count_op(&self) {
+        let n = self.ops.load(Ordering::Relaxed);
+        self.ops.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Operations counted so far.
+    pub(crate) fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
     }
 }
 
@@ -75,6 +92,8 @@ pub(crate) struct ShardTable {
     slab: Vec<Option<Session>>,
     /// Vacant slab slots, reused before the slab grows.
     free: Vec<u32>,
+    /// The permission strings of this shard's sessions; their ids refer to it.
+    pub(crate) interner: Interner,
 }
 
 impl ShardTable {
@@ -85,6 +104,16 @@ impl ShardTable {
             occupied(slab, slot).is_some_and(|s| s.id.eq_str(id))
         })?;
         occupied(slab, slot).map(|s| (slot, s))
+    }
+
+    /// The permission set of `ps` (whose string hashes are `hashes`), interning new strings.
+    pub(crate) fn intern(
+        &mut self,
+        ps: &PermissionList,
+        hashes: &[u64],
+        hasher: &RandomState,
+    ) -> PermSet {
+        PermSet::new(&self.interner.intern_all(ps, hashes, hasher))
     }
 
     /// The record of session `id`, mutable.
@@ -151,6 +180,15 @@ impl ShardTable {
             .filter_map(|(slot, s)| Some((u32::try_from(slot).ok()?, s.as_ref()?)))
     }
 
+    /// Drops every session and frees their memory; interned permission strings are kept.
+    pub(crate) fn clear(&mut self) {
+        let interner = std::mem::take(&mut self.interner);
+        *self = Self {
+            interner,
+            ..Self::default()
+        };
+    }
+
     /// The number of stored sessions (live or not).
     pub(crate) fn len(&self) -> usize {
         self.index.len()
@@ -163,17 +201,13 @@ fn occupied(slab: &[Option<Session>], slot: u32) -> Option<&Session> {
 
 #[cfg(test)]
 mod tests {
-    use psm_core::PermissionList;
-
     use super::*;
-    use crate::intern::Interner;
 
     fn session(id: &str) -> Session {
-        let perms = PermissionList::parse(["read"]).unwrap();
         Session {
             id: StoredId::new(psm_core::SessionIdRef::parse(id).unwrap()),
             user: Arc::new(UserId::parse("u").unwrap()),
-            perms: PermSet::new(&Interner::new().intern_all(&perms)),
+            perms: PermSet::new(&[0]),
             metadata: None,
             created: 0,
             updated: 0,

@@ -120,7 +120,7 @@ fn a_permission_never_stored_is_false_without_interning_it() {
         .unwrap();
     assert!(!s.check_permission_now(sid("s1"), perm("never-seen")));
     assert!(!s.check_permission_now(sid("missing"), perm("read")));
-    assert_eq!(s.inner.interner.len(), 2);
+    assert_eq!(s.inner.interned(), 2);
     let check = s.check_permissions_now(
         sid("s1"),
         &PermissionList::parse(["x", "write", "read"]).unwrap(),
@@ -483,4 +483,59 @@ fn debug_output_shows_no_session_ids() {
         .unwrap();
     let debug = format!("{s:?}");
     assert!(debug.contains("MemoryStore") && !debug.contains("secret_session_id"));
+}
+
+#[test]
+fn per_shard_interners_keep_ids_apart_across_stores_updates_and_clears() {
+    let (s, _) = store();
+    // Sessions spread over every shard, each holding a different slice of a shared vocabulary, so
+    // the same string gets different ids in different shards.
+    let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    let perms_of = |i: usize| -> Vec<&str> {
+        (0..7)
+            .map(|k| names[(i * 3 + k * 5) % names.len()].as_str())
+            .collect()
+    };
+    for i in 0..500 {
+        s.store_permissions_now(sid(&format!("s{i}")), session("u", &perms_of(i), None))
+            .unwrap();
+    }
+    assert!(s.inner.interned() > names.len(), "interned once per shard");
+    for i in 0..500 {
+        let name_of_id = format!("s{i}");
+        let id = sid(&name_of_id);
+        let held = perms_of(i);
+        for name in &names {
+            assert_eq!(
+                s.check_permission_now(id, perm(name)),
+                held.contains(&name.as_str())
+            );
+        }
+        let data = s.get_permissions_now(id).unwrap();
+        assert_eq!(data.permissions.to_strings(), held);
+    }
+    assert!(s.update_permissions_now(
+        sid("s7"),
+        PermissionList::parse(["fresh", "p0"]).unwrap(),
+        None
+    ));
+    assert!(!s.update_permissions_now(
+        sid("missing"),
+        PermissionList::parse(["never"]).unwrap(),
+        None
+    ));
+    let interned = s.inner.interned();
+    assert!(s.check_permission_now(sid("s7"), perm("fresh")));
+    assert!(!s.check_permission_now(sid("s8"), perm("fresh")));
+    assert!(!s.check_permission_now(sid("s7"), perm("never")));
+    assert_eq!(s.clear_all_sessions(), 500);
+    assert_eq!(
+        s.inner.interned(),
+        interned,
+        "clearing keeps interned strings"
+    );
+    s.store_permissions_now(sid("s7"), session("u", &["p1"], None))
+        .unwrap();
+    assert!(s.check_permission_now(sid("s7"), perm("p1")));
+    assert!(!s.check_permission_now(sid("s7"), perm("fresh")));
 }

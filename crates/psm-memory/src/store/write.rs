@@ -14,12 +14,13 @@ use super::{
     stored_id::StoredId,
     users::{Handle, handle, split, user_arc},
 };
-use crate::perm_set::PermSet;
 
-/// A validated session, ready to store (permissions interned before any lock is taken).
+/// A validated session, ready to store. Permission hashes are computed before any lock is taken;
+/// the strings are interned into the session's shard under its write lock.
 struct Prepared {
     user: UserId,
-    perms: PermSet,
+    permissions: PermissionList,
+    perm_hashes: Vec<u64>,
     ttl: Option<Ttl>,
     metadata: Option<Box<psm_core::Metadata>>,
 }
@@ -58,14 +59,19 @@ impl Inner {
     }
 
     fn prepare(&self, new: NewSession) -> Prepared {
-        let perms = PermSet::new(&self.interner.intern_all(&new.permissions));
+        let perm_hashes = self.perm_hashes(&new.permissions);
         let metadata = (!new.metadata.is_empty()).then(|| Box::new(new.metadata));
         Prepared {
             user: new.user_id,
-            perms,
+            permissions: new.permissions,
+            perm_hashes,
             ttl: new.ttl,
             metadata,
         }
+    }
+
+    fn perm_hashes(&self, ps: &PermissionList) -> Vec<u64> {
+        ps.iter_str().map(|s| self.perm_hash(s)).collect()
     }
 
     /// A short read of session `id`: who owns it and whether it is live. Released before returning.
@@ -110,7 +116,7 @@ impl Inner {
         let session = Session {
             id: StoredId::new(k.id),
             user: Arc::clone(&user),
-            perms: p.perms,
+            perms: table.intern(&p.permissions, &p.perm_hashes, &self.hasher),
             metadata: p.metadata,
             created: now,
             updated: now,
@@ -373,15 +379,23 @@ impl Inner {
         permissions: &PermissionList,
         ttl: Option<Ttl>,
     ) -> bool {
-        let perms = PermSet::new(&self.interner.intern_all(permissions));
+        let perm_hashes = self.perm_hashes(permissions);
         let hash = self.hash(id.as_str());
         let Some(shard) = self.shards.get(self.shard_of(hash)) else {
             return false;
         };
         let mut table = shard.table.write();
         let now = self.now();
+        // Interned only for a live session, so a failed update leaves the interner unchanged.
+        if !table
+            .find(hash, id.as_str())
+            .is_some_and(|(_, s)| s.is_live(now))
+        {
+            return false;
+        }
+        let perms = table.intern(permissions, &perm_hashes, &self.hasher);
         match table.find_mut(hash, id.as_str()) {
-            Some(s) if s.is_live(now) => {
+            Some(s) => {
                 s.perms = perms;
                 s.updated = now;
                 if let Some(ttl) = ttl {
