@@ -34,7 +34,11 @@ fn run_op(map: &Map, w: &Workload, op: Op, range: Range<usize>) -> u64 {
         } else {
             w.order[k]
         };
-        let id = w.sessions[s].as_str();
+        let id = if op == Op::Store {
+            w.sessions[s].as_str()
+        } else {
+            w.read_ids[k].as_str()
+        };
         hits += match op {
             Op::Store => {
                 // Owned copies, as a store must keep: the same work psm's store does with its input.

@@ -40,7 +40,11 @@ async fn run_op(m: &Manager, w: &Workload, op: Op, range: Range<usize>) -> psm::
         } else {
             w.order[k]
         };
-        let id = w.sessions[s].as_str();
+        let id = if op == Op::Store {
+            w.sessions[s].as_str()
+        } else {
+            w.read_ids[k].as_str()
+        };
         hits += match op {
             Op::Store => u64::from(
                 m.store_permissions(id, &w.users[w.owner[s]], w.perms_of(s), None, None)
@@ -133,7 +137,7 @@ pub(crate) fn blocking(w: &Workload, rounds: u32) -> BenchResult<Blocking> {
     let check = |range: Range<usize>| -> psm::Result<u64> {
         let mut hits = 0;
         for k in range {
-            hits += u64::from(m.check_permission(&w.sessions[w.order[k]], &w.pool[w.check[k]])?);
+            hits += u64::from(m.check_permission(&w.read_ids[k], &w.pool[w.check[k]])?);
         }
         Ok(hits)
     };

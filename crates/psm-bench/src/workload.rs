@@ -59,6 +59,10 @@ pub(crate) struct Workload {
     /// reads never follow the order the data was allocated in (which would hand either side
     /// hardware-prefetch locality and stop this being random access).
     pub(crate) order: Vec<usize>,
+    /// The id each read asks for (`read_ids[k]` is `sessions[order[k]]`), as fresh strings laid out in
+    /// access order: a server checks the id of the request it is serving, which is in cache. The
+    /// store's own data is still accessed at random; only the caller's copy of the id is local.
+    pub(crate) read_ids: Vec<String>,
     /// The random access sequence over users (a permutation), for `list_sessions(user)`.
     pub(crate) user_order: Vec<usize>,
     /// For position `k` of `order`: the permission asked by `check_permission`; the session holds it
@@ -119,6 +123,7 @@ impl Workload {
             check.push(asked);
             check5.push(distinct(&mut rng, pool.len(), &[asked]));
         }
+        let read_ids = order.iter().map(|&s| ids[s].clone()).collect();
         Self {
             sessions: ids,
             users,
@@ -126,6 +131,7 @@ impl Workload {
             pool,
             perms,
             insert_order,
+            read_ids,
             order,
             user_order,
             check,
