@@ -1,32 +1,34 @@
 //! A session's permissions as interned ids: sorted for the check, plus the stored order.
 //!
-//! Layout (the most compact form that still answers both questions without a second search):
-//! - up to [`INLINE`] permissions live inline in the session record (32 bytes, no allocation and no
-//!   extra cache miss on a check): the sorted ids and, per stored position, the index into the sorted
-//!   ids as one byte;
-//! - larger sets are one boxed `[u32]`: the `n` sorted ids, then the stored order as `u16` indices
-//!   into them, two per `u32` word (`n + ceil(n / 2)` words; `n` is recovered as `2 * len / 3`).
-//!   `u16` suffices because a list holds at most 4,096 permissions.
+//! The sorted ids live in the session's hot record (what a check reads), the stored order of a
+//! small set in its cold record (only `get_permissions` reads it):
+//! - up to [`INLINE`] permissions are inline, a [`PermSet`] of 24 bytes with no allocation and no
+//!   extra cache miss on a check; their stored order is an [`Order`], one byte per stored position
+//!   holding the index into the sorted ids;
+//! - larger sets are one boxed `[u32]` (one extra cache miss on a check): the `n` sorted ids, then
+//!   the stored order as `u16` indices into them, two per `u32` word (`n + ceil(n / 2)` words; `n`
+//!   is recovered as `2 * len / 3`). `u16` suffices because a list holds at most 4,096 permissions.
 
-/// Sets up to this size are stored inline.
-pub(crate) const INLINE: usize = 6;
+/// Sets up to this size are stored inline (five ids keep the hot record at one cache line).
+pub(crate) const INLINE: usize = 5;
 
-/// An immutable permission set. See the module docs for the layout.
+/// The stored order of an inline set: `order[i]` is the index in the sorted ids of the `i`th
+/// stored permission. Unused (zeroes) for a boxed set, which carries its own order.
+pub(crate) type Order = [u8; INLINE];
+
+/// An immutable set of sorted permission ids. See the module docs for the layout.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum PermSet {
-    /// `ids[..len]` sorted; `order[i]` is the index in `ids` of the `i`th stored permission.
-    Small {
-        len: u8,
-        order: [u8; INLINE],
-        ids: [u32; INLINE],
-    },
+    /// `ids[..len]` sorted.
+    Small { len: u8, ids: [u32; INLINE] },
     /// `n` sorted ids followed by the packed `u16` stored order.
     Large(Box<[u32]>),
 }
 
 impl PermSet {
-    /// Builds a set from ids in stored order (distinct, since permission lists are deduplicated).
-    pub(crate) fn new(stored: &[u32]) -> Self {
+    /// Builds a set from ids in stored order (distinct, since permission lists are deduplicated),
+    /// with the stored order of a small set.
+    pub(crate) fn new(stored: &[u32]) -> (Self, Order) {
         let mut by_id: Vec<(u32, usize)> = stored
             .iter()
             .enumerate()
@@ -49,7 +51,7 @@ impl PermSet {
                 *slot = u8::try_from(r).unwrap_or(0);
             }
             let len = u8::try_from(stored.len()).unwrap_or(0);
-            return Self::Small { len, order, ids };
+            return (Self::Small { len, ids }, order);
         }
         let n = stored.len();
         let mut words: Vec<u32> = Vec::with_capacity(n + n.div_ceil(2));
@@ -62,13 +64,13 @@ impl PermSet {
                 .map_or(0, |&r| u32::try_from(r).unwrap_or(0) & 0xffff);
             words.push(lo | (hi << 16));
         }
-        Self::Large(words.into_boxed_slice())
+        (Self::Large(words.into_boxed_slice()), [0; INLINE])
     }
 
     /// The sorted ids.
     fn sorted(&self) -> &[u32] {
         match self {
-            Self::Small { len, ids, .. } => &ids[..usize::from(*len)],
+            Self::Small { len, ids } => &ids[..usize::from(*len)],
             Self::Large(words) => &words[..2 * words.len() / 3],
         }
     }
@@ -84,12 +86,12 @@ impl PermSet {
         self.sorted().len()
     }
 
-    /// The ids in stored order.
-    pub(crate) fn stored_order(&self) -> Vec<u32> {
+    /// The ids in stored order; `order` is the one [`PermSet::new`] returned with this set.
+    pub(crate) fn stored_order(&self, order: &Order) -> Vec<u32> {
         match self {
-            Self::Small { len, order, ids } => order[..usize::from(*len)]
+            Self::Small { len, ids } => order[..usize::from(*len)]
                 .iter()
-                .map(|&r| ids[usize::from(r)])
+                .filter_map(|&r| ids.get(usize::from(r)).copied())
                 .collect(),
             Self::Large(words) => {
                 let n = 2 * words.len() / 3;
@@ -115,17 +117,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn is_small_enough_to_live_inline() {
-        assert_eq!(std::mem::size_of::<PermSet>(), 32);
+    fn is_small_enough_for_the_hot_record() {
+        assert_eq!(std::mem::size_of::<PermSet>(), 24);
     }
 
     #[test]
     fn keeps_stored_order_and_finds_members_at_every_size() {
-        for n in [1usize, 2, 5, 6, 7, 8, 9, 100, 4096] {
+        for n in [1usize, 2, 4, 5, 6, 7, 8, 9, 100, 4096] {
             // A scrambled but distinct sequence of ids.
             let stored: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % 10_007 + 3).collect();
-            let set = PermSet::new(&stored);
-            assert_eq!(set.stored_order(), stored, "n={n}");
+            let (set, order) = PermSet::new(&stored);
+            assert_eq!(set.stored_order(&order), stored, "n={n}");
             assert_eq!(set.len(), n);
             assert!(matches!(set, PermSet::Small { .. }) == (n <= INLINE));
             for &id in &stored {
@@ -138,7 +140,7 @@ mod tests {
     #[test]
     fn large_sets_use_n_plus_half_n_words() {
         let stored: Vec<u32> = (0..7).rev().collect();
-        let set = PermSet::new(&stored);
+        let (set, _) = PermSet::new(&stored);
         assert!(matches!(&set, PermSet::Large(words) if words.len() == 7 + 4));
     }
 }

@@ -88,8 +88,8 @@ impl Inner {
                 let table = self.shards[shard].table.read();
                 table
                     .iter()
-                    .filter(|(_, s)| !s.is_live(now))
-                    .map(|(slot, s)| (self.user_shard(&s.user), slot))
+                    .filter(|(_, s)| !s.hot.is_live(now))
+                    .map(|(slot, s)| (self.user_shard(&s.cold.user), slot))
                     .collect()
             };
             if candidates.is_empty() {
@@ -107,7 +107,7 @@ impl Inner {
                         .get(shard)
                         .and_then(|t| t.get(slot))
                         .is_some_and(|s| {
-                            !s.is_live(now) && self.user_shard(&s.user) == owner_shard
+                            !s.hot.is_live(now) && self.user_shard(&s.cold.user) == owner_shard
                         });
                     if still
                         && self
@@ -134,7 +134,7 @@ impl Inner {
         let now = self.now();
         let (mut live, mut total) = (0u64, 0usize);
         for (_, table) in shards.tables_mut() {
-            live += table.iter().filter(|(_, s)| s.is_live(now)).count() as u64;
+            live += table.iter_hot().filter(|(_, s)| s.is_live(now)).count() as u64;
             total += table.len();
             table.clear();
         }
@@ -160,11 +160,11 @@ impl Inner {
             ops += shard.ops();
             let table = shard.table.read();
             total += table.len() as u64;
-            for (_, s) in table.iter().filter(|(_, s)| s.is_live(now)) {
+            for (_, s) in table.iter().filter(|(_, s)| s.hot.is_live(now)) {
                 active += 1;
-                with_ttl += u64::from(s.has_ttl());
+                with_ttl += u64::from(s.hot.has_ttl());
                 // Each user's id is one shared allocation, so its address identifies the user.
-                users.insert(std::sync::Arc::as_ptr(&s.user));
+                users.insert(std::sync::Arc::as_ptr(&s.cold.user));
             }
         }
         let uptime = now.saturating_sub(self.started.as_unix_micros()) / 1_000_000;

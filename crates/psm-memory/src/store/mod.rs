@@ -71,10 +71,11 @@ pub(crate) const PROVIDER: &str = "memory";
 ///
 /// # Memory
 /// Permission strings are interned per shard, so a session holds a small sorted array of `u32`
-/// ids (inline for up to six permissions) and a check is a hash lookup plus an integer search
-/// under the one shard read lock. A session with five permissions, empty metadata and a 30-byte id
-/// costs about 150 bytes in total, indexes included (measured by
-/// `cargo bench -p psm-memory --bench memory`).
+/// ids (inline for up to five permissions) and a check is a hash lookup plus an integer search
+/// under the one shard read lock, reading one 64-byte cache line of the session (the id, the
+/// sorted ids and the expiry; the rest of the record lives in a parallel slab). A session with
+/// five permissions, empty metadata and a 30-byte id costs about 150 bytes in total, indexes
+/// included (measured by `cargo bench -p psm-memory --bench memory`).
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,

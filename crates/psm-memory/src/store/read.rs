@@ -7,7 +7,7 @@ use psm_core::{
     SessionId, SessionIdRef, Timestamp, UserId,
 };
 
-use super::{Inner, shard::Session, stored_id::StoredId, users::split};
+use super::{Inner, shard::Hot, stored_id::StoredId, users::split};
 
 /// What `get` copies out under the shard lock.
 struct Snapshot {
@@ -21,7 +21,7 @@ struct Snapshot {
 
 impl Inner {
     /// Whether `s` is live, reading the clock only for sessions that can expire.
-    fn live(&self, s: &Session) -> bool {
+    fn live(&self, s: &Hot) -> bool {
         !s.has_ttl() || s.is_live(self.now())
     }
 
@@ -78,17 +78,19 @@ impl Inner {
         let now = self.now();
         let snap = {
             let table = shard.table.read();
-            let (_, s) = table.find(hash, id.as_str())?;
-            if !s.is_live(now) {
+            let (_, s) = table.find_full(hash, id.as_str())?;
+            if !s.hot.is_live(now) {
                 return None;
             }
             Snapshot {
-                user: Arc::clone(&s.user),
-                permissions: table.interner.resolve(s.perms.stored_order()),
-                metadata: s.metadata.clone(),
-                created: s.created,
-                updated: s.updated,
-                expires: s.has_ttl().then_some(s.expires),
+                user: Arc::clone(&s.cold.user),
+                permissions: table
+                    .interner
+                    .resolve(s.hot.perms.stored_order(&s.cold.order)),
+                metadata: s.cold.metadata.clone(),
+                created: s.cold.created,
+                updated: s.cold.updated,
+                expires: s.hot.has_ttl().then_some(s.hot.expires),
             }
         };
         // Cannot fail: the list was a valid, deduplicated, non-empty permission list when stored.
@@ -133,7 +135,7 @@ impl Inner {
                     continue;
                 };
                 let table = shard.table.read();
-                match table.get(slot) {
+                match table.get_hot(slot) {
                     Some(session) if session.is_live(now) => {
                         if run == 1 && skip > 0 {
                             // Skipped without copying the id (the common case for deep pages).
@@ -165,7 +167,7 @@ impl Inner {
         let mut out = Vec::with_capacity(page.limit().min(1024));
         for shard in self.shards.iter() {
             let table = shard.table.read();
-            let live = || table.iter().map(|(_, s)| s).filter(|s| s.is_live(now));
+            let live = || table.iter_hot().map(|(_, s)| s).filter(|s| s.is_live(now));
             if skip > 0 {
                 let count = live().count();
                 if count <= skip {

@@ -59,15 +59,15 @@ impl MemoryStore {
             let table = shard.table.read();
             for (slot, s) in table.iter() {
                 stored += 1;
-                let id = s.id.to_session_id().expect("stored ids are valid");
-                let users = inner.users[inner.user_shard(&s.user)].map.lock();
+                let id = s.hot.id.to_session_id().expect("stored ids are valid");
+                let users = inner.users[inner.user_shard(&s.cold.user)].map.lock();
                 let index = users
-                    .get(&*s.user)
+                    .get(&*s.cold.user)
                     .expect("every session's user has an index");
                 assert!(
                     index
                         .entries()
-                        .contains(&(s.created, super::users::handle(si, slot))),
+                        .contains(&(s.cold.created, super::users::handle(si, slot))),
                     "{id}"
                 );
                 assert_eq!(
@@ -89,7 +89,7 @@ impl MemoryStore {
                     let s = table
                         .get(slot)
                         .expect("every index entry points to a session");
-                    assert_eq!((&*s.user, s.created), (&**user, created));
+                    assert_eq!((&*s.cold.user, s.cold.created), (&**user, created));
                 }
             }
         }
@@ -538,4 +538,48 @@ fn per_shard_interners_keep_ids_apart_across_stores_updates_and_clears() {
         .unwrap();
     assert!(s.check_permission_now(sid("s7"), perm("p1")));
     assert!(!s.check_permission_now(sid("s7"), perm("fresh")));
+}
+
+#[test]
+fn inline_and_boxed_ids_and_permission_sets_round_trip() {
+    let (store, _) = store();
+    let short = "session_abcdefghijklmnopqrstuv"; // 30 bytes: inline
+    let long = format!("session_{}", "x".repeat(43)); // 51 bytes: boxed
+    let few = ["e", "a", "d", "b", "c"]; // five: inline
+    let many = ["z", "y", "x", "w", "v", "u"]; // six: boxed
+    for (id, perms) in [(short, &few[..]), (long.as_str(), &many[..])] {
+        store
+            .store_permissions_now(sid(id), session("u", perms, Some(60)))
+            .unwrap();
+        for p in perms {
+            assert!(store.check_permission_now(sid(id), perm(p)), "{id} {p}");
+        }
+        assert!(!store.check_permission_now(sid(id), perm("absent")));
+        let data = store.get_permissions_now(sid(id)).unwrap();
+        assert_eq!(data.permissions.to_strings(), perms, "stored order kept");
+    }
+    // Swapping the sizes moves each session between the inline and the boxed form.
+    assert!(store.update_permissions_now(sid(short), PermissionList::parse(many).unwrap(), None));
+    assert!(store.update_permissions_now(sid(&long), PermissionList::parse(few).unwrap(), None));
+    assert_eq!(
+        store
+            .get_permissions_now(sid(short))
+            .unwrap()
+            .permissions
+            .to_strings(),
+        many
+    );
+    assert_eq!(
+        store
+            .get_permissions_now(sid(&long))
+            .unwrap()
+            .permissions
+            .to_strings(),
+        few
+    );
+    assert!(
+        store.check_permission_now(sid(short), perm("u"))
+            && !store.check_permission_now(sid(short), perm("a"))
+    );
+    store.assert_consistent();
 }

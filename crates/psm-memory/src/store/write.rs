@@ -10,7 +10,7 @@ use psm_core::{
 use super::{
     Inner,
     locks::{ShardLocks, UserLocks},
-    shard::{NEVER, Session},
+    shard::{Cold, Hot, NEVER, Session},
     stored_id::StoredId,
     users::{Handle, handle, split, user_arc},
 };
@@ -77,19 +77,19 @@ impl Inner {
     /// A short read of session `id`: who owns it and whether it is live. Released before returning.
     fn peek(&self, k: Key<'_>) -> Option<Peek> {
         let table = self.shards.get(k.shard)?.table.read();
-        let (_, s) = table.find(k.hash, k.id.as_str())?;
+        let (_, s) = table.find_full(k.hash, k.id.as_str())?;
         Some(Peek {
-            owner_shard: self.user_shard(&s.user),
-            live: s.is_live(self.now()),
+            owner_shard: self.user_shard(&s.cold.user),
+            live: s.hot.is_live(self.now()),
         })
     }
 
     fn current(&self, shards: &ShardLocks<'_>, k: Key<'_>, now: i64) -> Option<Current> {
-        let (slot, s) = shards.get(k.shard)?.find(k.hash, k.id.as_str())?;
+        let (slot, s) = shards.get(k.shard)?.find_full(k.hash, k.id.as_str())?;
         Some(Current {
             slot,
-            live: s.is_live(now),
-            owner_shard: self.user_shard(&s.user),
+            live: s.hot.is_live(now),
+            owner_shard: self.user_shard(&s.cold.user),
         })
     }
 
@@ -113,14 +113,20 @@ impl Inner {
                 .plus_ttl(t)
                 .as_unix_micros()
         });
+        let (perms, order) = table.intern(&p.permissions, &p.perm_hashes, &self.hasher);
         let session = Session {
-            id: StoredId::new(k.id),
-            user: Arc::clone(&user),
-            perms: table.intern(&p.permissions, &p.perm_hashes, &self.hasher),
-            metadata: p.metadata,
-            created: now,
-            updated: now,
-            expires,
+            hot: Hot {
+                id: StoredId::new(k.id),
+                perms,
+                expires,
+            },
+            cold: Cold {
+                created: now,
+                updated: now,
+                user: Arc::clone(&user),
+                metadata: p.metadata,
+                order,
+            },
         };
         let slot = table.insert(k.hash, session, &self.hasher);
         if let Some(index) = map.get_mut(&*user) {
@@ -138,12 +144,13 @@ impl Inner {
         slot: u32,
     ) -> Option<Session> {
         let session = shards.get_mut(shard)?.remove(slot, &self.hasher)?;
-        if let Some(map) = users.map_mut(self.user_shard(&session.user))
-            && let Some(index) = map.get_mut(&*session.user)
+        let cold = &session.cold;
+        if let Some(map) = users.map_mut(self.user_shard(&cold.user))
+            && let Some(index) = map.get_mut(&*cold.user)
         {
-            index.remove(session.created, handle(shard, slot));
+            index.remove(cold.created, handle(shard, slot));
             if index.is_empty() {
-                map.remove(&*session.user);
+                map.remove(&*cold.user);
             }
         }
         Some(session)
@@ -271,7 +278,7 @@ impl Inner {
             for &h in &live[..excess] {
                 let (s, slot) = split(h);
                 let removed = self.remove_at(&mut users, &mut shards, s, slot);
-                if let Some(id) = removed.and_then(|old| old.id.to_session_id()) {
+                if let Some(id) = removed.and_then(|old| old.hot.id.to_session_id()) {
                     evicted.push(id);
                 }
             }
@@ -308,8 +315,8 @@ impl Inner {
             }
             let (s, slot) = split(h);
             if let Some(session) = shards.get(s).and_then(|t| t.get(slot)) {
-                if session.is_live(now) {
-                    live.push((session.created, &session.id, h));
+                if session.hot.is_live(now) {
+                    live.push((session.cold.created, &session.hot.id, h));
                 } else {
                     expired.push(h);
                 }
@@ -358,7 +365,7 @@ impl Inner {
             let (s, slot) = split(h);
             // The user's index is already gone, so only the shard needs updating.
             if let Some(session) = shards.get_mut(s).and_then(|t| t.remove(slot, &self.hasher)) {
-                if session.is_live(now) {
+                if session.hot.is_live(now) {
                     live += 1;
                 } else {
                     expired += 1;
@@ -393,13 +400,14 @@ impl Inner {
         {
             return false;
         }
-        let perms = table.intern(permissions, &perm_hashes, &self.hasher);
+        let (perms, order) = table.intern(permissions, &perm_hashes, &self.hasher);
         match table.find_mut(hash, id.as_str()) {
             Some(s) => {
-                s.perms = perms;
-                s.updated = now;
+                s.hot.perms = perms;
+                s.cold.order = order;
+                s.cold.updated = now;
                 if let Some(ttl) = ttl {
-                    s.expires = Timestamp::from_unix_micros(now)
+                    s.hot.expires = Timestamp::from_unix_micros(now)
                         .plus_ttl(ttl)
                         .as_unix_micros();
                 }
@@ -418,11 +426,11 @@ impl Inner {
         let mut table = shard.table.write();
         let now = self.now();
         match table.find_mut(hash, id.as_str()) {
-            Some(s) if s.is_live(now) => {
-                s.expires = Timestamp::from_unix_micros(now)
+            Some(s) if s.hot.is_live(now) => {
+                s.hot.expires = Timestamp::from_unix_micros(now)
                     .plus_ttl(ttl)
                     .as_unix_micros();
-                s.updated = now;
+                s.cold.updated = now;
                 true
             }
             _ => false,
