@@ -1,10 +1,9 @@
 //! A session id as stored: inline up to 30 bytes, boxed beyond.
 //!
-//! An id of 30 bytes, such as `session_` plus the 22 characters of 16 random bytes (the minimum
-//! `generate_session_id_with` accepts), lives inside the hot session record: comparing it on a
-//! lookup touches no other memory (one cache and TLB miss fewer per check), and it costs 32 bytes
-//! instead of a 16-byte box plus its 30-byte allocation. The 51-byte ids of `generate_session_id`
-//! (32 random bytes) are boxed, so a check on them pays one extra miss.
+//! An id of up to 30 bytes, such as `generate_session_id`'s `session_` plus the 22 characters of 16
+//! random bytes, lives inside the hot session record: comparing it on a lookup touches no other
+//! memory (one cache and TLB miss fewer per check), and it costs 32 bytes instead of a 16-byte box
+//! plus its 30-byte allocation. Longer ids are boxed, so a check on them pays one extra miss.
 
 use std::cmp::Ordering;
 

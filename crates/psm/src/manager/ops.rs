@@ -42,7 +42,7 @@ impl PermissionStorageManager {
         self.store_permissions_typed(id, session).await
     }
 
-    /// Creates a session with a fresh random id (`session_` and 256 bits from the OS CSPRNG) under a
+    /// Creates a session with a fresh random id (`session_` and 128 bits from the OS CSPRNG, 30 bytes) under a
     /// per-user concurrent-session limit, atomically. With [`LimitPolicy::Reject`](psm_core::LimitPolicy)
     /// at the limit the call fails with `SessionLimitReached`; with `EvictOldest` the oldest sessions
     /// make room and are returned in [`CreatedSession::evicted`]. `ttl` and `metadata` as in
