@@ -30,7 +30,7 @@ impl Drop for Reservation<'_> {
 }
 
 impl Inner {
-    fn try_reserve(&self) -> Option<Reservation<'_>> {
+    pub(crate) fn try_reserve(&self) -> Option<Reservation<'_>> {
         let cap = self.capacity;
         self.stored
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

@@ -3,6 +3,8 @@
 mod locks;
 mod maintenance;
 mod read;
+#[cfg(test)]
+mod review_tests;
 mod shard;
 mod stored_id;
 #[cfg(test)]

@@ -161,12 +161,9 @@ impl Inner {
         let p = self.prepare(new);
         let k = self.key(id);
         let user_shard = self.user_shard(&p.user);
-        let mut reservation = None;
+        let mut purged = false;
         loop {
             let peek = self.peek(k);
-            if peek.is_none() && reservation.is_none() {
-                reservation = Some(self.reserve()?);
-            }
             let mut users = self.lock_users(
                 [Some(user_shard), peek.map(|p| p.owner_shard)]
                     .into_iter()
@@ -175,13 +172,30 @@ impl Inner {
             let mut shards = self.lock_shards([k.shard]);
             let now = self.now();
             let current = self.current(&shards, k, now);
-            match current {
+            if let Some(c) = current
+                && !users.holds(c.owner_shard)
+            {
                 // The owner changed since the peek and its user shard is not locked: retry.
-                Some(c) if !users.holds(c.owner_shard) => continue,
-                // It vanished since the peek: a new session needs a quota reservation first.
-                None if reservation.is_none() => continue,
-                _ => {}
+                continue;
             }
+            // A new session needs a place under the quota; a replacement reuses the old one's. The
+            // place is taken under the shard lock, so a concurrent upsert of the same id sees either
+            // no session and no reservation, or the session (never a spurious quota error).
+            let reservation = match current {
+                Some(_) => None,
+                None => match self.try_reserve() {
+                    Some(r) => Some(r),
+                    None if !purged => {
+                        // Expired sessions do not count: purge them (which takes the locks) and retry.
+                        drop(shards);
+                        drop(users);
+                        self.cleanup();
+                        purged = true;
+                        continue;
+                    }
+                    None => return Err(self.quota_error()),
+                },
+            };
             if let Some(c) = current {
                 self.remove_at(&mut users, &mut shards, k.shard, c.slot);
                 if !c.live {
@@ -189,12 +203,8 @@ impl Inner {
                 }
             }
             self.insert(&mut users, &mut shards, k, p, now);
-            if current.is_none() {
-                // The new session now occupies the reserved place. A replacement reuses the old
-                // one's place, and an unused reservation is released when dropped.
-                if let Some(r) = reservation.take() {
-                    r.commit();
-                }
+            if let Some(r) = reservation {
+                r.commit();
             }
             self.note_peak();
             return Ok(());
