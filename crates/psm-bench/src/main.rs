@@ -22,7 +22,7 @@ use std::{process::ExitCode, sync::Arc, time::Instant};
 use serde_json::{Value, json};
 
 use crate::{
-    ops::Op,
+    ops::{Op, OpResults},
     workload::{PERMS_PER_SESSION, SESSIONS_PER_USER, Workload},
 };
 
@@ -102,17 +102,32 @@ fn run(params: Params) -> BenchResult<Value> {
     };
     let started = Instant::now();
 
-    step("psm, single task");
-    let psm_single = psm_run::single(&w, params.rounds)?;
-    step("psm, 2 threads");
-    let psm_threads2 = psm_run::threads2(&w, params.rounds)?;
-    step("psm::blocking, plain threads");
-    let blocking = psm_run::blocking(&w, params.rounds)?;
-    step("psm, bytes per session");
+    // Rounds are interleaved (psm, then the baseline, mode by mode) so that both sides of every
+    // ratio are measured under the same load: on a shared VM, throughput drifts by tens of percent
+    // over minutes, and measuring all of psm's rounds before all of the baseline's skews ratios.
+    let mut psm_single = OpResults::default();
+    let mut psm_threads2 = OpResults::default();
+    let mut blocking = psm_run::Blocking::default();
+    let mut map_single = OpResults::default();
+    let mut map_threads2 = OpResults::default();
+    for round in 1..=params.rounds {
+        step(&format!(
+            "round {round}: psm and the HashMap baseline, single task"
+        ));
+        psm_single.merge(psm_run::single(&w, 1)?);
+        map_single.merge(baseline::single(&w, 1));
+        step(&format!(
+            "round {round}: psm and the HashMap baseline, 2 threads"
+        ));
+        psm_threads2.merge(psm_run::threads2(&w, 1)?);
+        map_threads2.merge(baseline::threads2(&w, 1)?);
+        step(&format!("round {round}: psm::blocking, plain threads"));
+        let b = psm_run::blocking(&w, 1)?;
+        blocking.single.merge(b.single);
+        blocking.threads2.merge(b.threads2);
+    }
+    step("bytes per session");
     let psm_bytes = psm_run::bytes_per_session(&w)?;
-    step("HashMap baseline");
-    let map_single = baseline::single(&w, params.rounds);
-    let map_threads2 = baseline::threads2(&w, params.rounds)?;
     let map_bytes = baseline::bytes_per_session(&w);
 
     let mut problems = Vec::new();

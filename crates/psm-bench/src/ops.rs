@@ -79,6 +79,17 @@ impl OpResults {
         self.hits.entry(op).or_default().push(hits);
     }
 
+    /// Folds in another run's rounds: the best rate of each operation, and every tally.
+    pub(crate) fn merge(&mut self, other: OpResults) {
+        for (op, rate) in other.best {
+            let best = self.best.entry(op).or_insert(0.0);
+            *best = best.max(rate);
+        }
+        for (op, hits) in other.hits {
+            self.hits.entry(op).or_default().extend(hits);
+        }
+    }
+
     /// The best rate of `op`, if it was measured.
     pub(crate) fn rate(&self, op: Op) -> Option<f64> {
         self.best.get(&op).copied()
