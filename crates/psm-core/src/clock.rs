@@ -142,7 +142,7 @@ mod tests {
         let b = SystemClock.now();
         let step = b.micros_since(a);
         assert!(
-            (15_000..1_000_000).contains(&step),
+            (15_000..5_000_000).contains(&step),
             "a 20 ms sleep advanced {step} us"
         );
     }

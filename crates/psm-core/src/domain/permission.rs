@@ -203,6 +203,11 @@ impl PermissionList {
         // nothing; longer lists switch to a set of borrowed strings.
         let mut seen: Option<HashSet<Box<str>>> = None;
         for (index, item) in items.enumerate() {
+            // The bound is on entries given, duplicates included, so a caller cannot make us scan
+            // an unbounded input by repeating one permission.
+            if index >= MAX_PERMISSIONS {
+                return Err(too_many());
+            }
             let p =
                 PermissionRef::parse(item.as_ref()).map_err(|e| e.with_detail("index", index))?;
             let duplicate = match &mut seen {
@@ -382,7 +387,7 @@ mod tests {
             PermissionList::parse(&over).unwrap_err().kind(),
             ErrorKind::Validation
         );
-        let dup_heavy: Vec<String> = (0..5000).map(|i| format!("p{}", i % 10)).collect();
+        let dup_heavy: Vec<String> = (0..4096).map(|i| format!("p{}", i % 10)).collect();
         let long_with_dups: Vec<String> = (0..100).chain(0..100).map(|i| format!("p{i}")).collect();
         let l = PermissionList::parse(&long_with_dups).unwrap();
         assert_eq!(l.len(), 100);
@@ -393,6 +398,11 @@ mod tests {
             .collect();
         assert_eq!(PermissionList::from_permissions(owned).unwrap(), l);
         assert_eq!(PermissionList::parse(&dup_heavy).unwrap().len(), 10);
+        let dup_over: Vec<String> = (0..4097).map(|i| format!("p{}", i % 10)).collect();
+        assert_eq!(
+            PermissionList::parse(&dup_over).unwrap_err().kind(),
+            ErrorKind::Validation
+        );
         let e = PermissionList::parse(["ok", "not ok"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidPermission);
         assert_eq!(e.detail("index"), Some("1"));

@@ -346,7 +346,8 @@ pub async fn bad_permissions_are_rejected_and_change_nothing<F: PermissionStoreF
 }
 
 /// An empty permission list and one of 4,097 distinct entries fail with `Validation` for every
-/// method taking a list; duplicates are dropped first, so 5,000 entries with 10 distinct are fine.
+/// method taking a list. The bound counts entries given, duplicates included (so repeated input
+/// cannot be unbounded): 4,096 entries with 10 distinct are fine, 4,097 with 10 distinct are not.
 pub async fn bad_permission_list_sizes_are_rejected_and_change_nothing<
     F: PermissionStoreFixture + ?Sized,
 >(
@@ -374,8 +375,14 @@ pub async fn bad_permission_list_sizes_are_rejected_and_change_nothing<
         }
     }
     assert_unchanged(&store, &before, "bad permission lists").await;
-    let dups: Vec<String> = (0..5000).map(|i| format!("p{}", i % 10)).collect();
-    let list = PermissionList::parse(&dups).must("5000 entries with 10 distinct");
+    let dups_over: Vec<String> = (0..4097).map(|i| format!("p{}", i % 10)).collect();
+    assert_eq!(
+        PermissionList::parse(&dups_over).err().map(|e| e.kind()),
+        Some(ErrorKind::Validation),
+        "4097 entries are too many even when most are duplicates"
+    );
+    let dups: Vec<String> = (0..4096).map(|i| format!("p{}", i % 10)).collect();
+    let list = PermissionList::parse(&dups).must("4096 entries with 10 distinct");
     assert_eq!(list.len(), 10, "duplicates must be dropped");
     let updated = store
         .update_permissions(&sid("s1"), list, None)
