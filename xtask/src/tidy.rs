@@ -10,7 +10,15 @@ use std::{
 use crate::util::{manifest_features, manifest_section, workspace_root};
 
 /// `crates/psm-*` packages that are not adapters; every other `psm-*` crate is one.
-const NOT_ADAPTERS: [&str; 5] = ["psm-core", "psm-jwt", "psm-http", "psm-cli", "psm-bench"];
+/// `psm-tables` is the engine the memory and file adapters share; it implements no port.
+const NOT_ADAPTERS: [&str; 6] = [
+    "psm-core",
+    "psm-tables",
+    "psm-jwt",
+    "psm-http",
+    "psm-cli",
+    "psm-bench",
+];
 
 #[test]
 fn every_adapter_runs_the_conformance_suite() {

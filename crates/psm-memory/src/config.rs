@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use psm_core::{Error, Result};
+use psm_tables::TableConfig;
+pub use psm_tables::{DEFAULT_SHARDS, MAX_SHARDS};
 use serde_json::Value;
+
+use crate::PROVIDER;
 
 /// The sweeper's default period: the seed's `cleanup_interval` of 60 seconds.
 pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
-/// The default number of shards.
-pub const DEFAULT_SHARDS: usize = 64;
-/// The most shards a store uses; larger requests are clamped.
-pub const MAX_SHARDS: usize = 1 << 16;
 /// The longest accepted sweeper period (one year), in seconds.
 pub const MAX_CLEANUP_INTERVAL_SECS: u64 = 31_536_000;
 
@@ -114,7 +114,17 @@ impl MemoryConfig {
 
     /// The shard count actually used: a power of two within 1 ..= [`MAX_SHARDS`].
     pub fn effective_shards(&self) -> usize {
-        self.shards.clamp(1, MAX_SHARDS).next_power_of_two()
+        self.table_config().effective_shards()
+    }
+
+    /// The session table's share of the configuration.
+    pub(crate) fn table_config(&self) -> TableConfig {
+        TableConfig {
+            max_sessions: self.max_sessions,
+            enable_monitoring: self.enable_monitoring,
+            shards: self.shards,
+            provider: PROVIDER,
+        }
     }
 
     /// The sweeper period actually used (`None` when disabled).

@@ -3,8 +3,6 @@
 
 mod cache;
 mod config;
-mod intern;
-mod perm_set;
 mod permission_store;
 mod stats;
 mod store;
@@ -20,3 +18,6 @@ pub use stats::MemoryStats;
 pub use store::MemoryStore;
 pub use token_state::MemoryTokenStateStore;
 pub use user_store::MemoryUserStore;
+
+/// The provider name every memory adapter reports.
+pub(crate) const PROVIDER: &str = "memory";

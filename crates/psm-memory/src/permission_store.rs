@@ -6,7 +6,7 @@ use psm_core::{
     UserId, async_trait,
 };
 
-use crate::{MemoryStore, store::PROVIDER};
+use crate::{MemoryStore, PROVIDER};
 
 #[async_trait]
 impl PermissionStore for MemoryStore {

@@ -1,5 +1,6 @@
 //! The seed's `get_memory_stats` record.
 
+use psm_tables::TableStats;
 use serde::Serialize;
 
 /// Statistics of a [`MemoryStore`](crate::MemoryStore), with the seed's field names.
@@ -37,4 +38,36 @@ pub struct MemoryStats {
     pub storage_limit: Option<u64>,
     /// The sweeper period in seconds (0 when disabled).
     pub cleanup_interval: u64,
+}
+
+impl MemoryStats {
+    /// The table's counters plus the adapter's own fields.
+    pub(crate) fn new(table: TableStats, cleanup_interval: u64) -> Self {
+        let TableStats {
+            uptime_seconds,
+            total_sessions,
+            active_sessions,
+            sessions_with_ttl,
+            unique_users,
+            peak_session_count,
+            total_sessions_created,
+            total_sessions_expired,
+            total_operations,
+            storage_limit,
+        } = table;
+        Self {
+            provider: crate::PROVIDER,
+            uptime_seconds,
+            total_sessions,
+            active_sessions,
+            sessions_with_ttl,
+            unique_users,
+            peak_session_count,
+            total_sessions_created,
+            total_sessions_expired,
+            total_operations,
+            storage_limit,
+            cleanup_interval,
+        }
+    }
 }

@@ -1,47 +1,33 @@
 //! The background sweeper: a Tokio task that removes expired sessions every `cleanup_interval`.
 //!
-//! It holds only a [`Weak`] reference to the store, so it never keeps the data alive: it ends at
-//! its next tick after the last clone is dropped (and is aborted at once by the store's `Drop`),
-//! or when `close` stops it.
+//! It holds only a [`WeakSessionTable`], so it never keeps the data alive: it ends at its next tick
+//! after the table is dropped (and is aborted at once when the last store clone is dropped), or
+//! when `close` stops it.
 
-use std::{
-    sync::{Arc, Weak},
-    time::Duration,
+use std::time::Duration;
+
+use psm_tables::WeakSessionTable;
+use tokio::{
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
 };
 
-use tokio::time::{Instant, MissedTickBehavior};
-
-use crate::store::Inner;
-
-/// Starts the sweeper when a Tokio runtime is current, the interval is enabled and no sweeper of
-/// this store is running yet. Without a runtime it does nothing: `cleanup` is then explicit.
-pub(crate) fn start(inner: &Arc<Inner>) {
-    let Some(every) = inner.cleanup_interval() else {
-        return;
-    };
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    if inner.sweeper_running() {
-        return;
-    }
+/// Spawns the sweeper when a Tokio runtime is current. Without a runtime it does nothing and
+/// returns `None`: `cleanup` is then explicit.
+pub(crate) fn spawn(table: WeakSessionTable, every: Duration) -> Option<JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
     // An interval too long to schedule (beyond the runtime's clock range) means "never".
-    let Some(first) = Instant::now().checked_add(every) else {
-        return;
-    };
-    let weak = Arc::downgrade(inner);
-    if let Some(old) = inner.set_sweeper(runtime.spawn(run(weak, first, every))) {
-        old.abort();
-    }
+    let first = Instant::now().checked_add(every)?;
+    Some(runtime.spawn(run(table, first, every)))
 }
 
-async fn run(store: Weak<Inner>, first: Instant, every: Duration) {
+async fn run(table: WeakSessionTable, first: Instant, every: Duration) {
     let mut ticks = tokio::time::interval_at(first, every);
     // After a stall, sweep once and carry on instead of sweeping repeatedly to catch up.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Some(inner) = store.upgrade() else { break };
-        inner.cleanup();
+        let Some(table) = table.upgrade() else { break };
+        table.sweep();
     }
 }

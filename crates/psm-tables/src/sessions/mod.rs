@@ -1,8 +1,9 @@
-//! [`MemoryStore`]: the in-process `PermissionStore`.
+//! [`SessionTable`]: the sharded session engine behind the embedded adapters.
 
 mod locks;
 mod maintenance;
 mod read;
+mod records;
 #[cfg(test)]
 mod review_tests;
 mod shard;
@@ -16,58 +17,52 @@ use std::{
     fmt,
     hash::BuildHasher,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use foldhash::fast::RandomState;
-use parking_lot::Mutex;
 use psm_core::{
     DynClock, NewSession, Page, PermissionCheck, PermissionList, PermissionRef, Result,
     SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit, SystemClock, Timestamp, Ttl,
     UserId,
 };
-use tokio::task::JoinHandle;
 
+pub use self::records::SessionRecord;
 use self::{shard::SessionShard, users::UserShard};
-use crate::{config::MemoryConfig, intern::hash_permission, stats::MemoryStats};
+use crate::{config::TableConfig, intern::hash_permission, stats::TableStats};
 
-/// The provider name every memory adapter reports.
-pub(crate) const PROVIDER: &str = "memory";
-
-/// The in-process permission store: sessions with permissions, ttl and per-user limits.
+/// The session table: sessions with permissions, ttl and per-user limits, in this process's memory.
+///
+/// It is the engine of the memory adapter and the in-memory index of the file adapter. It does no
+/// I/O, starts no task and reads time only from its [`Clock`](psm_core::Clock); every method is
+/// synchronous and returns quickly (a check takes one shard read lock and allocates nothing).
 ///
 /// # Clone
-/// Cloning is cheap and **shares state**: every clone sees and changes the same sessions, counters and
-/// sweeper. The data lives until [`close`](psm_core::PermissionStore::close) or
-/// [`clear_all_sessions`](Self::clear_all_sessions), or until the last clone is dropped.
+/// Cloning is cheap and **shares state**: every clone sees and changes the same sessions and
+/// counters. The data lives until [`clear_all_sessions`](Self::clear_all_sessions) or until the last
+/// clone is dropped. [`downgrade`](Self::downgrade) gives a handle that does not keep it alive.
 ///
 /// # Expiry
-/// A session is expired when `now >= expires_at`, with `now` from the store's [`Clock`](psm_core::Clock).
-/// Expiry is lazy: an expired session behaves exactly like a missing one in every call from the
-/// moment it expires, and its memory is reclaimed by the background sweeper, by
-/// [`cleanup`](Self::cleanup), or when a write meets it.
-///
-/// # Sweeper
-/// [`initialize`](psm_core::PermissionStore::initialize), called inside a Tokio runtime, starts a task
-/// that runs [`cleanup`](Self::cleanup) every [`MemoryConfig::cleanup_interval`]. It holds only a weak
-/// reference, stops on [`close`](psm_core::PermissionStore::close), and stops when the last clone is
-/// dropped. Without a runtime (or with the interval disabled) nothing runs in the background and
-/// [`cleanup`](Self::cleanup) is explicit.
+/// A session is expired when `now >= expires_at`, with `now` from the table's clock. Expiry is
+/// lazy: an expired session behaves exactly like a missing one in every session call from the
+/// moment it expires, and its memory is reclaimed by [`cleanup`](Self::cleanup) or when a write
+/// meets it. Only the durability calls ([`export`](Self::export), [`restore`](Self::restore),
+/// [`remove`](Self::remove), [`user_session_ids`](Self::user_session_ids), [`len`](Self::len)) see
+/// expired sessions that are still stored.
 ///
 /// # Quota
-/// [`MemoryConfig::max_sessions`] caps the number of live sessions, exactly, also under concurrency:
+/// [`TableConfig::max_sessions`] caps the number of live sessions, exactly, also under concurrency:
 /// a new session beyond it first purges expired sessions and then fails with
 /// `StorageQuotaExceeded`. Replacing an existing session is not a new session, and a
-/// `create_session` that evicts makes its own room.
+/// `create_session_now` that evicts makes its own room.
 ///
 /// # Listing order
-/// `list_sessions` for one user is ordered by `created_at`, then id (served from a per-user index).
-/// Without a user, sessions are listed shard by shard (a shard is picked by a seeded hash of the
-/// id), by id within a shard: stable while nothing is written, so paging visits every live
-/// session exactly once, but meaningless as an order. Each page costs one pass over the store
+/// `list_sessions_now` for one user is ordered by `created_at`, then id (served from a per-user
+/// index). Without a user, sessions are listed shard by shard (a shard is picked by a seeded hash of
+/// the id), by id within a shard: stable while nothing is written, so paging visits every live
+/// session exactly once, but meaningless as an order. Each page costs one pass over the table
 /// (a count per shard) plus a sort of the shard the page falls in, and never locks more than one
 /// shard at a time.
 ///
@@ -79,13 +74,20 @@ pub(crate) const PROVIDER: &str = "memory";
 /// five permissions, empty metadata and a 30-byte id costs about 150 bytes in total, indexes
 /// included (measured by `cargo bench -p psm-memory --bench memory`).
 #[derive(Clone)]
-pub struct MemoryStore {
+pub struct SessionTable {
     inner: Arc<Inner>,
+}
+
+/// A handle to a [`SessionTable`] that does not keep its data alive (for background work such as
+/// a sweeper, which should end with the table).
+#[derive(Clone)]
+pub struct WeakSessionTable {
+    inner: Weak<Inner>,
 }
 
 /// The shared state behind every clone.
 pub(crate) struct Inner {
-    config: MemoryConfig,
+    config: TableConfig,
     clock: DynClock,
     hasher: RandomState,
     /// `shards.len() - 1`; the shard count is a power of two.
@@ -94,11 +96,10 @@ pub(crate) struct Inner {
     users: Box<[UserShard]>,
     /// Stored sessions (live or expired) plus reservations in flight; the quota counter.
     stored: AtomicUsize,
-    /// The quota actually enforced (also caps the store below `u32::MAX` sessions).
+    /// The quota actually enforced (also caps the table below `u32::MAX` sessions).
     capacity: usize,
     counters: Counters,
     started: Timestamp,
-    sweeper: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -110,15 +111,15 @@ struct Counters {
     ops: AtomicU64,
 }
 
-impl MemoryStore {
-    /// A store with `config`, reading time from the system clock.
-    pub fn new(config: MemoryConfig) -> Self {
+impl SessionTable {
+    /// A table with `config`, reading time from the system clock.
+    pub fn new(config: TableConfig) -> Self {
         Self::with_clock(config, Arc::new(SystemClock))
     }
 
-    /// A store with `config`, reading time from `clock` (for example a
+    /// A table with `config`, reading time from `clock` (for example a
     /// [`ManualClock`](psm_core::ManualClock) in tests).
-    pub fn with_clock(config: MemoryConfig, clock: DynClock) -> Self {
+    pub fn with_clock(config: TableConfig, clock: DynClock) -> Self {
         let n = config.effective_shards();
         let capacity = config
             .max_sessions
@@ -135,7 +136,6 @@ impl MemoryStore {
             capacity,
             counters: Counters::default(),
             started,
-            sweeper: Mutex::new(None),
             config,
         };
         Self {
@@ -143,13 +143,26 @@ impl MemoryStore {
         }
     }
 
-    /// The configuration the store was built with.
-    pub fn config(&self) -> &MemoryConfig {
+    /// The configuration the table was built with.
+    pub fn config(&self) -> &TableConfig {
         &self.inner.config
     }
 
-    /// The seed's `get_memory_stats`. Counts are a snapshot taken shard by shard.
-    pub fn memory_stats(&self) -> MemoryStats {
+    /// The clock the table reads time from.
+    pub fn clock(&self) -> &DynClock {
+        &self.inner.clock
+    }
+
+    /// A handle that does not keep the table alive.
+    pub fn downgrade(&self) -> WeakSessionTable {
+        WeakSessionTable {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// The table's counters (the seed's `get_memory_stats` without the adapter's own fields).
+    /// Counts are a snapshot taken shard by shard.
+    pub fn stats(&self) -> TableStats {
         self.inner.stats()
     }
 
@@ -160,16 +173,22 @@ impl MemoryStore {
     }
 
     /// Removes every expired session now and returns how many (the seed's
-    /// `cleanup_expired_sessions`; also what the sweeper runs).
+    /// `cleanup_expired_sessions`).
     pub fn cleanup(&self) -> u64 {
         self.inner.count_misc();
+        self.inner.cleanup()
+    }
+
+    /// [`cleanup`](Self::cleanup) as a background sweeper runs it: not counted as an operation
+    /// served.
+    pub fn sweep(&self) -> u64 {
         self.inner.cleanup()
     }
 
     /// Synchronous `store_permissions`: an upsert that replaces an existing session whole.
     ///
     /// # Errors
-    /// `StorageQuotaExceeded` when the session is new and the store already holds `max_sessions`
+    /// `StorageQuotaExceeded` when the session is new and the table already holds `max_sessions`
     /// live sessions.
     pub fn store_permissions_now(&self, id: &SessionIdRef, session: NewSession) -> Result<()> {
         self.inner.count_shard(self.inner.hash(id.as_str()));
@@ -194,6 +213,7 @@ impl MemoryStore {
     }
 
     /// Synchronous `check_permission`: the fast path (no allocation, one shard read lock).
+    #[inline]
     pub fn check_permission_now(&self, id: &SessionIdRef, p: &PermissionRef) -> bool {
         self.inner.check(id, p)
     }
@@ -208,17 +228,17 @@ impl MemoryStore {
         self.inner.get(id).map(|(data, _, _)| data)
     }
 
-    /// Synchronous `get_session_info`.
+    /// Synchronous `get_session_info`, naming [`TableConfig::provider`] as the provider.
     pub fn get_session_info_now(&self, id: &SessionIdRef) -> Option<SessionInfo> {
-        self.inner
-            .get(id)
-            .map(|(data, expires, now)| SessionInfo::new(data, expires, now, PROVIDER))
+        self.inner.get(id).map(|(data, expires, now)| {
+            SessionInfo::new(data, expires, now, self.inner.config.provider)
+        })
     }
 
     /// Synchronous `invalidate_session`: `true` if a live session was removed.
     pub fn invalidate_session_now(&self, id: &SessionIdRef) -> bool {
         self.inner.count_shard(self.inner.hash(id.as_str()));
-        self.inner.invalidate(id)
+        self.inner.remove_session(id) == Some(true)
     }
 
     /// Synchronous `update_permissions`: `false` (changing nothing) for a missing or expired session.
@@ -253,27 +273,24 @@ impl MemoryStore {
         self.inner.count_misc();
         self.inner.invalidate_user(user)
     }
+}
 
-    /// Starts the sweeper when a Tokio runtime is present and the interval is enabled (idempotent).
-    pub(crate) fn start_sweeper(&self) {
-        crate::sweeper::start(&self.inner);
-    }
-
-    /// Stops the sweeper, if running.
-    pub(crate) fn stop_sweeper(&self) {
-        self.inner.stop_sweeper();
+impl WeakSessionTable {
+    /// The table, if some [`SessionTable`] handle still holds it.
+    pub fn upgrade(&self) -> Option<SessionTable> {
+        self.inner.upgrade().map(|inner| SessionTable { inner })
     }
 }
 
-impl Default for MemoryStore {
+impl Default for SessionTable {
     fn default() -> Self {
-        Self::new(MemoryConfig::default())
+        Self::new(TableConfig::default())
     }
 }
 
-impl fmt::Debug for MemoryStore {
+impl fmt::Debug for SessionTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore")
+        f.debug_struct("SessionTable")
             .field("config", &self.inner.config)
             .field(
                 "stored_sessions",
@@ -281,6 +298,14 @@ impl fmt::Debug for MemoryStore {
             )
             .field("interned_permissions", &self.inner.interned())
             .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for WeakSessionTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakSessionTable")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
     }
 }
 
@@ -302,10 +327,6 @@ impl Inner {
 
     pub(crate) fn now(&self) -> i64 {
         self.clock.now().as_unix_micros()
-    }
-
-    pub(crate) fn cleanup_interval(&self) -> Option<Duration> {
-        self.config.effective_cleanup_interval()
     }
 
     /// The hash of a permission string, as the shards' interners expect it.
@@ -340,32 +361,6 @@ impl Inner {
     pub(crate) fn count_misc(&self) {
         if self.config.enable_monitoring {
             self.counters.ops.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn set_sweeper(&self, handle: JoinHandle<()>) -> Option<JoinHandle<()>> {
-        self.sweeper.lock().replace(handle)
-    }
-
-    pub(crate) fn sweeper_running(&self) -> bool {
-        self.sweeper
-            .lock()
-            .as_ref()
-            .is_some_and(|h| !h.is_finished())
-    }
-
-    pub(crate) fn stop_sweeper(&self) {
-        if let Some(h) = self.sweeper.lock().take() {
-            h.abort();
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // The sweeper holds only a weak reference; stop it now instead of at its next tick.
-        if let Some(h) = self.sweeper.get_mut().take() {
-            h.abort();
         }
     }
 }

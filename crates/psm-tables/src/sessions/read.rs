@@ -112,8 +112,8 @@ impl Inner {
     /// One user's live sessions by `(created_at, id)`, from the per-user index.
     pub(crate) fn list_user(&self, user: &UserId, page: Page) -> Vec<SessionId> {
         let user_shard = self.user_shard(user);
-        let users = self.lock_users([user_shard]);
-        let Some(index) = users.map(user_shard).and_then(|m| m.get(user)) else {
+        let mut users = self.lock_users([user_shard]);
+        let Some(index) = users.map_mut(user_shard).and_then(|m| m.get_mut(user)) else {
             return Vec::new();
         };
         let now = self.now();

@@ -1,14 +1,14 @@
-//! Writes: upsert, limited create, invalidation, updates.
+//! Writes: upsert, limited create, restore, invalidation, updates.
 
 use std::sync::{Arc, atomic::Ordering};
 
 use psm_core::{
-    Error, ErrorKind, LimitPolicy, NewSession, PermissionList, Result, SessionId, SessionIdRef,
-    SessionLimit, Timestamp, Ttl, UserId,
+    Error, ErrorKind, LimitPolicy, Metadata, NewSession, PermissionList, Result, SessionId,
+    SessionIdRef, SessionLimit, Timestamp, Ttl, UserId,
 };
 
 use super::{
-    Inner,
+    Inner, SessionRecord,
     locks::{ShardLocks, UserLocks},
     shard::{Cold, Hot, NEVER, Session},
     stored_id::StoredId,
@@ -21,8 +21,21 @@ struct Prepared {
     user: UserId,
     permissions: PermissionList,
     perm_hashes: Vec<u64>,
-    ttl: Option<Ttl>,
-    metadata: Option<Box<psm_core::Metadata>>,
+    metadata: Option<Box<Metadata>>,
+    times: Times,
+}
+
+/// Where a stored session's timestamps come from.
+#[derive(Clone, Copy)]
+enum Times {
+    /// Created and updated at the write's `now`; expiring `ttl` later (never without one).
+    Now(Option<Ttl>),
+    /// Exactly these (a restored record); `expires` is [`NEVER`] for no expiry.
+    Exact {
+        created: i64,
+        updated: i64,
+        expires: i64,
+    },
 }
 
 /// A session id with its hash and shard, computed once per call.
@@ -59,14 +72,29 @@ impl Inner {
     }
 
     fn prepare(&self, new: NewSession) -> Prepared {
-        let perm_hashes = self.perm_hashes(&new.permissions);
-        let metadata = (!new.metadata.is_empty()).then(|| Box::new(new.metadata));
+        self.prepare_parts(
+            new.user_id,
+            new.permissions,
+            new.metadata,
+            Times::Now(new.ttl),
+        )
+    }
+
+    fn prepare_parts(
+        &self,
+        user: UserId,
+        permissions: PermissionList,
+        metadata: Metadata,
+        times: Times,
+    ) -> Prepared {
+        let perm_hashes = self.perm_hashes(&permissions);
+        let metadata = (!metadata.is_empty()).then(|| Box::new(metadata));
         Prepared {
-            user: new.user_id,
-            permissions: new.permissions,
+            user,
+            permissions,
             perm_hashes,
-            ttl: new.ttl,
             metadata,
+            times,
         }
     }
 
@@ -93,7 +121,8 @@ impl Inner {
         })
     }
 
-    /// Builds the record of a new session created at `now` and adds it to its user's index.
+    /// Builds the record of a new session (created at `now` unless its times are exact) and adds
+    /// it to its user's index.
     fn insert(
         &self,
         users: &mut UserLocks<'_>,
@@ -108,11 +137,21 @@ impl Inner {
             return;
         };
         let user = user_arc(map, &p.user);
-        let expires = p.ttl.map_or(NEVER, |t| {
-            Timestamp::from_unix_micros(now)
-                .plus_ttl(t)
-                .as_unix_micros()
-        });
+        let (created, updated, expires) = match p.times {
+            Times::Now(ttl) => {
+                let expires = ttl.map_or(NEVER, |t| {
+                    Timestamp::from_unix_micros(now)
+                        .plus_ttl(t)
+                        .as_unix_micros()
+                });
+                (now, now, expires)
+            }
+            Times::Exact {
+                created,
+                updated,
+                expires,
+            } => (created, updated, expires),
+        };
         let (perms, order) = table.intern(&p.permissions, &p.perm_hashes, &self.hasher);
         let session = Session {
             hot: Hot {
@@ -121,8 +160,8 @@ impl Inner {
                 expires,
             },
             cold: Cold {
-                created: now,
-                updated: now,
+                created,
+                updated,
                 user: Arc::clone(&user),
                 metadata: p.metadata,
                 order,
@@ -130,9 +169,15 @@ impl Inner {
         };
         let slot = table.insert(k.hash, session, &self.hasher);
         if let Some(index) = map.get_mut(&*user) {
-            index.insert(now, handle(k.shard, slot));
+            match p.times {
+                Times::Now(_) => {
+                    index.insert(created, handle(k.shard, slot));
+                    self.counters.created.fetch_add(1, Ordering::Relaxed);
+                }
+                // A restore may meet a user's sessions in any order: sort them once, later.
+                Times::Exact { .. } => index.append(created, handle(k.shard, slot)),
+            }
         }
-        self.counters.created.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Removes the session in `shard`/`slot` from the shard and from its user's index (both locked).
@@ -158,7 +203,31 @@ impl Inner {
 
     /// `store_permissions`: an upsert.
     pub(crate) fn store(&self, id: &SessionIdRef, new: NewSession) -> Result<()> {
-        let p = self.prepare(new);
+        self.upsert(id, self.prepare(new))
+    }
+
+    /// `restore`: an upsert of a record exactly as given.
+    pub(crate) fn restore(&self, record: SessionRecord) -> Result<()> {
+        let SessionRecord {
+            id,
+            user_id,
+            permissions,
+            metadata,
+            created_at,
+            updated_at,
+            expires_at,
+        } = record;
+        let times = Times::Exact {
+            created: created_at.as_unix_micros(),
+            updated: updated_at.as_unix_micros(),
+            expires: expires_at.map_or(NEVER, Timestamp::as_unix_micros),
+        };
+        let p = self.prepare_parts(user_id, permissions, metadata, times);
+        self.upsert(&id, p)
+    }
+
+    /// Inserts `p` under `id`, replacing whatever is stored there.
+    fn upsert(&self, id: &SessionIdRef, p: Prepared) -> Result<()> {
         let k = self.key(id);
         let user_shard = self.user_shard(&p.user);
         let mut purged = false;
@@ -242,7 +311,7 @@ impl Inner {
             );
             let mut needed = vec![k.shard];
             if let Some(index) = users.map(user_shard).and_then(|m| m.get(&p.user)) {
-                needed.extend(index.entries().iter().map(|&(_, h)| split(h).0));
+                needed.extend(index.handles().map(|h| split(h).0));
             }
             let mut shards = self.lock_shards(needed);
             let now = self.now();
@@ -317,9 +386,9 @@ impl Inner {
         let Some(index) = users.map(user_shard).and_then(|m| m.get(user)) else {
             return (Vec::new(), Vec::new());
         };
-        let mut live = Vec::with_capacity(index.entries().len());
+        let mut live = Vec::new();
         let mut expired = Vec::new();
-        for &(_, h) in index.entries() {
+        for h in index.handles() {
             if Some(h) == skip {
                 continue;
             }
@@ -336,19 +405,16 @@ impl Inner {
         (live.into_iter().map(|(_, _, h)| h).collect(), expired)
     }
 
-    /// `invalidate_session`: `true` if a live session was removed.
-    pub(crate) fn invalidate(&self, id: &SessionIdRef) -> bool {
+    /// Removes session `id`, live or expired: `Some(live)` if something was stored
+    /// (`invalidate_session` is `Some(true)`, `remove` any `Some`).
+    pub(crate) fn remove_session(&self, id: &SessionIdRef) -> Option<bool> {
         let k = self.key(id);
         loop {
-            let Some(peek) = self.peek(k) else {
-                return false;
-            };
+            let peek = self.peek(k)?;
             let mut users = self.lock_users([peek.owner_shard]);
             let mut shards = self.lock_shards([k.shard]);
             let now = self.now();
-            let Some(c) = self.current(&shards, k, now) else {
-                return false;
-            };
+            let c = self.current(&shards, k, now)?;
             if !users.holds(c.owner_shard) {
                 continue;
             }
@@ -357,7 +423,7 @@ impl Inner {
             if !c.live {
                 self.counters.expired.fetch_add(1, Ordering::Relaxed);
             }
-            return c.live;
+            return Some(c.live);
         }
     }
 
@@ -368,10 +434,10 @@ impl Inner {
         let Some(index) = users.map_mut(user_shard).and_then(|m| m.remove(user)) else {
             return 0;
         };
-        let mut shards = self.lock_shards(index.entries().iter().map(|&(_, h)| split(h).0));
+        let mut shards = self.lock_shards(index.handles().map(|h| split(h).0));
         let now = self.now();
         let (mut live, mut expired) = (0u64, 0u64);
-        for &(_, h) in index.entries() {
+        for h in index.handles() {
             let (s, slot) = split(h);
             // The user's index is already gone, so only the shard needs updating.
             if let Some(session) = shards.get_mut(s).and_then(|t| t.remove(slot, &self.hasher)) {

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hashbrown::HashSet;
 use psm_core::{Error, ErrorKind, Result};
 
-use super::{Inner, PROVIDER};
-use crate::stats::MemoryStats;
+use super::Inner;
+use crate::stats::TableStats;
 
 /// A place reserved in the quota for a new session; returned on drop unless committed.
 pub(crate) struct Reservation<'a> {
@@ -59,7 +59,10 @@ impl Inner {
     pub(crate) fn quota_error(&self) -> Error {
         Error::new(
             ErrorKind::StorageQuotaExceeded,
-            "the memory store holds max_sessions live sessions",
+            format!(
+                "the {} store holds max_sessions live sessions",
+                self.config.provider
+            ),
         )
         .with_detail("max_sessions", self.capacity)
     }
@@ -76,7 +79,8 @@ impl Inner {
         self.counters.peak.fetch_max(n, Ordering::Relaxed);
     }
 
-    /// Removes every expired session (and so its index entry); returns how many.
+    /// Removes every expired session (and so its index entry); returns how many. This is also what
+    /// an adapter's background sweeper runs.
     ///
     /// Candidates are found under a shard read lock; each group with one owner shard is then
     /// removed under that user shard and the session shard (the lock order), re-checking expiry.
@@ -150,8 +154,8 @@ impl Inner {
         live
     }
 
-    /// The seed's `get_memory_stats`.
-    pub(crate) fn stats(&self) -> MemoryStats {
+    /// The seed's `get_memory_stats` counters.
+    pub(crate) fn stats(&self) -> TableStats {
         let now = self.now();
         let (mut total, mut active, mut with_ttl) = (0u64, 0u64, 0u64);
         let mut users: HashSet<*const psm_core::UserId> = HashSet::new();
@@ -168,8 +172,7 @@ impl Inner {
             }
         }
         let uptime = now.saturating_sub(self.started.as_unix_micros()) / 1_000_000;
-        MemoryStats {
-            provider: PROVIDER,
+        TableStats {
             uptime_seconds: u64::try_from(uptime).unwrap_or(0),
             total_sessions: total,
             active_sessions: active,
@@ -180,7 +183,6 @@ impl Inner {
             total_sessions_expired: self.counters.expired.load(Ordering::Relaxed),
             total_operations: ops,
             storage_limit: self.config.max_sessions.map(|m| m as u64),
-            cleanup_interval: self.cleanup_interval().map_or(0, |d| d.as_secs()),
         }
     }
 }

@@ -11,8 +11,8 @@ use psm_core::{
     PermissionRef, SessionIdRef, SessionLimit, Ttl, UserId,
 };
 
-use super::{MemoryStore, users::split};
-use crate::MemoryConfig;
+use super::{SessionTable, users::split};
+use crate::TableConfig;
 
 struct Rng(u64);
 
@@ -125,7 +125,7 @@ fn plus(now: i64, ttl: u64) -> i64 {
 }
 
 /// Shards and per-user indexes describe the same sessions; the quota counter matches.
-fn check_internal(store: &MemoryStore) {
+fn check_internal(store: &SessionTable) {
     let inner = &store.inner;
     let mut stored = 0;
     for (si, shard) in inner.shards.iter().enumerate() {
@@ -143,8 +143,8 @@ fn check_internal(store: &MemoryStore) {
             let index = users.get(&*s.cold.user).expect("user indexed");
             assert!(
                 index
-                    .entries()
-                    .contains(&(s.cold.created, super::users::handle(si, slot)))
+                    .iter()
+                    .any(|e| e == (s.cold.created, super::users::handle(si, slot)))
             );
             assert_eq!(
                 table
@@ -158,7 +158,7 @@ fn check_internal(store: &MemoryStore) {
     for users in inner.users.iter() {
         for (user, index) in users.map.lock().iter() {
             assert!(!index.is_empty());
-            for &(created, h) in index.entries() {
+            for (created, h) in index.iter() {
                 indexed += 1;
                 let (si, slot) = split(h);
                 let table = inner.shards[si].table.read();
@@ -175,7 +175,7 @@ fn check_internal(store: &MemoryStore) {
 }
 
 fn compare(
-    store: &MemoryStore,
+    store: &SessionTable,
     model: &Model,
     now: i64,
     ids: &[String],
@@ -281,7 +281,7 @@ fn compare(
     );
     assert_eq!(set, want, "{}", ctx("global listing"));
     // Stats.
-    let st = store.memory_stats();
+    let st = store.stats();
     let live: Vec<&M> = model.sessions.values().filter(|s| s.live(now)).collect();
     assert_eq!(
         st.total_sessions,
@@ -320,12 +320,11 @@ fn compare(
 
 fn run(seed: u64, shards: usize, cap: Option<usize>, steps: usize) {
     let clock = ManualClock::at_2024();
-    let store = MemoryStore::with_clock(
-        MemoryConfig {
-            cleanup_interval: None,
+    let store = SessionTable::with_clock(
+        TableConfig {
             max_sessions: cap,
             shards,
-            ..MemoryConfig::default()
+            ..TableConfig::default()
         },
         Arc::new(clock.clone()),
     );
@@ -533,7 +532,7 @@ fn run(seed: u64, shards: usize, cap: Option<usize>, steps: usize) {
 }
 
 fn continue_after(
-    store: &MemoryStore,
+    store: &SessionTable,
     model: &Model,
     now: i64,
     ids: &[String],
@@ -568,12 +567,11 @@ fn concurrent_stress_never_mixes_sessions_and_keeps_limits() {
     use std::thread;
     for (shards, cap) in [(1, Some(25)), (2, None), (8, Some(12))] {
         let clock = ManualClock::at_2024();
-        let store = MemoryStore::with_clock(
-            MemoryConfig {
-                cleanup_interval: None,
+        let store = SessionTable::with_clock(
+            TableConfig {
                 max_sessions: cap,
                 shards,
-                ..MemoryConfig::default()
+                ..TableConfig::default()
             },
             Arc::new(clock.clone()),
         );
@@ -673,7 +671,7 @@ fn concurrent_stress_never_mixes_sessions_and_keeps_limits() {
             let u = UserId::parse(l).unwrap();
             assert!(store.list_sessions_now(Some(&u), Page::default()).len() <= 2);
         }
-        let st = store.memory_stats();
+        let st = store.stats();
         if let Some(c) = cap {
             assert!(st.total_sessions as usize <= c);
         }
@@ -689,11 +687,10 @@ fn concurrent_stress_never_mixes_sessions_and_keeps_limits() {
 fn concurrent_upserts_of_one_id_never_fail_with_quota_exceeded() {
     use std::{sync::Barrier, thread};
     let clock = ManualClock::at_2024();
-    let store = MemoryStore::with_clock(
-        MemoryConfig {
-            cleanup_interval: None,
+    let store = SessionTable::with_clock(
+        TableConfig {
             max_sessions: Some(1),
-            ..MemoryConfig::default()
+            ..TableConfig::default()
         },
         Arc::new(clock),
     );

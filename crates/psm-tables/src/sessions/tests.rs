@@ -1,14 +1,14 @@
-//! Memory-specific behaviour: sweeper, quota, stats, clearing, shared clones, index invariants.
+//! Table behaviour: quota, stats, clearing, shared clones, index invariants, records.
 
 use std::{sync::Arc, thread, time::Duration};
 
 use psm_core::{
-    ErrorKind, LimitPolicy, ManualClock, NewSession, Page, PermissionList, PermissionRef,
-    PermissionStore, SessionId, SessionIdRef, SessionLimit, Ttl, UserId,
+    Clock, ErrorKind, LimitPolicy, ManualClock, Metadata, NewSession, Page, PermissionList,
+    PermissionRef, SessionId, SessionIdRef, SessionLimit, Timestamp, Ttl, UserId,
 };
 
-use super::{MemoryStore, users::split};
-use crate::MemoryConfig;
+use super::{SessionRecord, SessionTable, users::split};
+use crate::TableConfig;
 
 fn sid(s: &str) -> &SessionIdRef {
     SessionIdRef::parse(s).unwrap()
@@ -26,30 +26,28 @@ fn session(user: &str, perms: &[&str], ttl: Option<u64>) -> NewSession {
     .with_ttl(ttl.map(|t| Ttl::from_secs(t).unwrap()))
 }
 
-fn store_with(config: MemoryConfig) -> (MemoryStore, ManualClock) {
+fn store_with(config: TableConfig) -> (SessionTable, ManualClock) {
     let clock = ManualClock::at_2024();
     (
-        MemoryStore::with_clock(config, Arc::new(clock.clone())),
+        SessionTable::with_clock(config, Arc::new(clock.clone())),
         clock,
     )
 }
 
-fn store() -> (MemoryStore, ManualClock) {
-    store_with(MemoryConfig {
-        cleanup_interval: None,
-        ..MemoryConfig::default()
+fn store() -> (SessionTable, ManualClock) {
+    store_with(TableConfig {
+        ..TableConfig::default()
     })
 }
 
-fn limited(max: usize) -> (MemoryStore, ManualClock) {
-    store_with(MemoryConfig {
-        cleanup_interval: None,
+fn limited(max: usize) -> (SessionTable, ManualClock) {
+    store_with(TableConfig {
         max_sessions: Some(max),
-        ..MemoryConfig::default()
+        ..TableConfig::default()
     })
 }
 
-impl MemoryStore {
+impl SessionTable {
     /// Asserts that the shards and the per-user indexes describe the same sessions and that the
     /// quota counter matches what is stored.
     fn assert_consistent(&self) {
@@ -66,8 +64,8 @@ impl MemoryStore {
                     .expect("every session's user has an index");
                 assert!(
                     index
-                        .entries()
-                        .contains(&(s.cold.created, super::users::handle(si, slot))),
+                        .iter()
+                        .any(|e| e == (s.cold.created, super::users::handle(si, slot))),
                     "{id}"
                 );
                 assert_eq!(
@@ -82,7 +80,7 @@ impl MemoryStore {
         for users in inner.users.iter() {
             for (user, index) in users.map.lock().iter() {
                 assert!(!index.is_empty(), "empty indexes are dropped");
-                for &(created, h) in index.entries() {
+                for (created, h) in index.iter() {
                     indexed += 1;
                     let (si, slot) = split(h);
                     let table = inner.shards[si].table.read();
@@ -110,7 +108,7 @@ fn clones_share_state() {
     assert!(b.check_permission_now(sid("s1"), perm("read")));
     assert!(b.invalidate_session_now(sid("s1")));
     assert!(a.get_permissions_now(sid("s1")).is_none());
-    assert_eq!(a.memory_stats().total_sessions_created, 1);
+    assert_eq!(a.stats().total_sessions_created, 1);
 }
 
 #[test]
@@ -133,7 +131,7 @@ fn a_permission_never_stored_is_false_without_interning_it() {
 
 #[test]
 fn cleanup_is_explicit_without_a_runtime() {
-    let (s, clock) = store_with(MemoryConfig::default());
+    let (s, clock) = store_with(TableConfig::default());
     s.store_permissions_now(sid("short"), session("u", &["read"], Some(10)))
         .unwrap();
     s.store_permissions_now(sid("long"), session("u", &["read"], Some(100)))
@@ -142,70 +140,16 @@ fn cleanup_is_explicit_without_a_runtime() {
         .unwrap();
     clock.advance(Duration::from_secs(10));
     assert_eq!(
-        s.memory_stats().total_sessions,
+        s.stats().total_sessions,
         3,
         "expired sessions stay until swept"
     );
-    assert_eq!(s.memory_stats().active_sessions, 2);
+    assert_eq!(s.stats().active_sessions, 2);
     assert_eq!(s.cleanup(), 1);
     assert_eq!(s.cleanup(), 0);
-    assert_eq!(s.memory_stats().total_sessions, 2);
-    assert_eq!(s.memory_stats().total_sessions_expired, 1);
+    assert_eq!(s.stats().total_sessions, 2);
+    assert_eq!(s.stats().total_sessions_expired, 1);
     s.assert_consistent();
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_sweeper_removes_expired_sessions_inside_a_runtime() {
-    let config = MemoryConfig {
-        cleanup_interval: Some(Duration::from_secs(5)),
-        ..MemoryConfig::default()
-    };
-    let (s, clock) = store_with(config);
-    s.initialize().await.unwrap();
-    s.initialize().await.unwrap();
-    assert!(s.inner.sweeper_running());
-    s.store_permissions_now(sid("a"), session("u", &["read"], Some(1)))
-        .unwrap();
-    s.store_permissions_now(sid("b"), session("u", &["read"], None))
-        .unwrap();
-    clock.advance(Duration::from_secs(2));
-    assert_eq!(s.memory_stats().total_sessions, 2);
-    // Let the sweeper's timer fire (Tokio's paused clock jumps to the next timer).
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    tokio::task::yield_now().await;
-    assert_eq!(s.memory_stats().total_sessions, 1);
-    assert_eq!(s.memory_stats().total_sessions_expired, 1);
-    s.close().await.unwrap();
-    s.close().await.unwrap();
-    assert!(!s.inner.sweeper_running());
-    assert_eq!(s.memory_stats().total_sessions, 0, "close drops the data");
-    s.initialize().await.unwrap();
-    assert!(
-        s.inner.sweeper_running(),
-        "initialize after close starts it again"
-    );
-}
-
-#[tokio::test]
-async fn the_sweeper_never_keeps_the_store_alive() {
-    let (s, _) = store_with(MemoryConfig::default());
-    s.initialize().await.unwrap();
-    let weak = Arc::downgrade(&s.inner);
-    let clone = s.clone();
-    drop(s);
-    assert!(weak.upgrade().is_some(), "a clone still holds it");
-    drop(clone);
-    assert!(
-        weak.upgrade().is_none(),
-        "the sweeper holds only a weak reference"
-    );
-}
-
-#[tokio::test]
-async fn a_disabled_interval_starts_no_sweeper() {
-    let (s, _) = store();
-    s.initialize().await.unwrap();
-    assert!(!s.inner.sweeper_running());
 }
 
 #[test]
@@ -230,11 +174,11 @@ fn quota_counts_live_sessions_and_purges_expired_ones_first() {
     s.store_permissions_now(sid("c"), session("u", &["read"], None))
         .unwrap();
     assert_eq!(
-        s.memory_stats().total_sessions,
+        s.stats().total_sessions,
         2,
         "the expired session was purged to make room"
     );
-    assert_eq!(s.memory_stats().storage_limit, Some(2));
+    assert_eq!(s.stats().storage_limit, Some(2));
     s.assert_consistent();
 }
 
@@ -281,15 +225,15 @@ fn concurrent_inserts_never_exceed_the_quota() {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     assert_eq!(ok, 10);
-    assert_eq!(s.memory_stats().active_sessions, 10);
+    assert_eq!(s.stats().active_sessions, 10);
     s.assert_consistent();
 }
 
 #[test]
-fn stats_report_the_seed_fields() {
-    let (s, clock) = store_with(MemoryConfig {
+fn stats_count_the_seed_fields() {
+    let (s, clock) = store_with(TableConfig {
         max_sessions: Some(100),
-        ..MemoryConfig::default()
+        ..TableConfig::default()
     });
     s.store_permissions_now(sid("a"), session("u1", &["read"], Some(10)))
         .unwrap();
@@ -301,8 +245,7 @@ fn stats_report_the_seed_fields() {
         .unwrap();
     assert!(s.check_permission_now(sid("a"), perm("read")));
     clock.advance(Duration::from_secs(3661));
-    let st = s.memory_stats();
-    assert_eq!(st.provider, "memory");
+    let st = s.stats();
     assert_eq!(st.uptime_seconds, 3661);
     assert_eq!(
         (st.total_sessions, st.active_sessions, st.sessions_with_ttl),
@@ -314,32 +257,19 @@ fn stats_report_the_seed_fields() {
     assert_eq!(st.total_sessions_expired, 0);
     assert_eq!(st.total_operations, 5);
     assert_eq!(st.storage_limit, Some(100));
-    assert_eq!(st.cleanup_interval, 60);
-    let json = serde_json::to_value(&st).unwrap();
-    for key in [
-        "provider",
-        "uptime_seconds",
-        "total_sessions",
-        "active_sessions",
-        "sessions_with_ttl",
-        "unique_users",
-    ] {
-        assert!(json.get(key).is_some(), "{key}");
-    }
 }
 
 #[test]
 fn operations_are_counted_only_with_monitoring() {
-    let (s, _) = store_with(MemoryConfig {
+    let (s, _) = store_with(TableConfig {
         enable_monitoring: false,
-        cleanup_interval: None,
-        ..MemoryConfig::default()
+        ..TableConfig::default()
     });
     s.store_permissions_now(sid("a"), session("u", &["read"], None))
         .unwrap();
     assert!(s.check_permission_now(sid("a"), perm("read")));
     s.list_sessions_now(None, Page::default());
-    assert_eq!(s.memory_stats().total_operations, 0);
+    assert_eq!(s.stats().total_operations, 0);
 }
 
 #[test]
@@ -354,7 +284,7 @@ fn clear_all_sessions_removes_everything_and_counts_live_ones() {
     }
     clock.advance(Duration::from_secs(20));
     assert_eq!(s.clear_all_sessions(), 39);
-    assert_eq!(s.memory_stats().total_sessions, 0);
+    assert_eq!(s.stats().total_sessions, 0);
     assert!(
         s.list_sessions_now(Some(&UserId::parse("u1").unwrap()), Page::default())
             .is_empty()
@@ -370,10 +300,9 @@ fn clear_all_sessions_removes_everything_and_counts_live_ones() {
 
 #[test]
 fn global_listing_pages_cover_every_live_session_once() {
-    let (s, clock) = store_with(MemoryConfig {
+    let (s, clock) = store_with(TableConfig {
         shards: 8,
-        cleanup_interval: None,
-        ..MemoryConfig::default()
+        ..TableConfig::default()
     });
     for i in 0..500 {
         let ttl = (i % 10 == 0).then_some(5);
@@ -424,10 +353,9 @@ fn user_listing_breaks_creation_ties_by_id_across_pages() {
 
 #[test]
 fn mixed_concurrent_writes_keep_shards_and_indexes_consistent() {
-    let (s, clock) = store_with(MemoryConfig {
+    let (s, clock) = store_with(TableConfig {
         shards: 4,
-        cleanup_interval: None,
-        ..MemoryConfig::default()
+        ..TableConfig::default()
     });
     let limit = SessionLimit::new(3, LimitPolicy::EvictOldest).unwrap();
     thread::scope(|scope| {
@@ -482,7 +410,7 @@ fn debug_output_shows_no_session_ids() {
     s.store_permissions_now(sid("secret_session_id"), session("u", &["read"], None))
         .unwrap();
     let debug = format!("{s:?}");
-    assert!(debug.contains("MemoryStore") && !debug.contains("secret_session_id"));
+    assert!(debug.contains("SessionTable") && !debug.contains("secret_session_id"));
 }
 
 #[test]
@@ -582,4 +510,277 @@ fn inline_and_boxed_ids_and_permission_sets_round_trip() {
             && !store.check_permission_now(sid(short), perm("a"))
     );
     store.assert_consistent();
+}
+
+fn record(
+    id: &str,
+    user: &str,
+    perms: &[&str],
+    created: i64,
+    expires: Option<i64>,
+) -> SessionRecord {
+    let base = ManualClock::at_2024().now();
+    SessionRecord {
+        id: SessionId::parse(id).unwrap(),
+        user_id: UserId::parse(user).unwrap(),
+        permissions: PermissionList::parse(perms).unwrap(),
+        metadata: Metadata::empty(),
+        created_at: base.plus_secs(created),
+        updated_at: base.plus_secs(created + 1),
+        expires_at: expires.map(|e| base.plus_secs(e)),
+    }
+}
+
+#[test]
+fn export_restore_round_trip_keeps_exact_times_and_stored_order() {
+    let (a, clock) = store();
+    let long = format!("session_{}", "x".repeat(40));
+    let many = ["z", "b", "y", "a", "x", "c", "w"];
+    a.store_permissions_now(
+        sid("short"),
+        session("u", &["write", "read", "admin"], Some(100)).with_metadata(
+            Metadata::from_value(serde_json::json!({"ip": "10.0.0.1", "n": [1, 2]})).unwrap(),
+        ),
+    )
+    .unwrap();
+    clock.advance(Duration::from_micros(1_234_567));
+    a.store_permissions_now(sid(&long), session("v", &many, None))
+        .unwrap();
+    clock.advance(Duration::from_secs(3));
+    assert!(a.update_permissions_now(
+        sid("short"),
+        PermissionList::parse(["b", "a"]).unwrap(),
+        None
+    ));
+    let short = a.export(sid("short")).unwrap();
+    assert_eq!(short.permissions.to_strings(), ["b", "a"]);
+    assert!(short.updated_at > short.created_at);
+    assert_eq!(
+        short.expires_at,
+        Some(short.created_at.plus_secs(100)),
+        "update without a ttl keeps the expiry"
+    );
+    let boxed = a.export(sid(&long)).unwrap();
+    assert_eq!(boxed.permissions.to_strings(), many);
+    assert_eq!(boxed.expires_at, None);
+    assert!(a.export(sid("missing")).is_none());
+
+    // Into another table with another clock: everything as exported, nothing re-stamped.
+    let other_clock = ManualClock::new(Timestamp::from_unix_secs(1));
+    let b = SessionTable::with_clock(TableConfig::default(), Arc::new(other_clock));
+    b.restore(short.clone()).unwrap();
+    b.restore(boxed.clone()).unwrap();
+    assert_eq!(b.export(sid("short")).unwrap(), short);
+    assert_eq!(b.export(sid(&long)).unwrap(), boxed);
+    let data = b.get_permissions_now(sid("short")).unwrap();
+    assert_eq!(
+        (data.created_at, data.updated_at, &data.metadata),
+        (short.created_at, short.updated_at, &short.metadata)
+    );
+    assert!(b.check_permission_now(sid(&long), perm("y")));
+    assert!(!b.check_permission_now(sid(&long), perm("read")));
+    assert_eq!(
+        b.stats().total_sessions_created,
+        0,
+        "a restore is not a creation"
+    );
+    assert_eq!(b.len(), 2);
+    b.assert_consistent();
+}
+
+#[test]
+fn restore_replaces_and_moves_the_user_index() {
+    let (s, _) = limited(2);
+    s.restore(record("s1", "alice", &["read"], 10, None))
+        .unwrap();
+    s.restore(record("s2", "alice", &["read"], 5, None))
+        .unwrap();
+    let alice = UserId::parse("alice").unwrap();
+    let bob = UserId::parse("bob").unwrap();
+    assert_eq!(
+        s.list_sessions_now(Some(&alice), Page::default()),
+        [
+            SessionId::parse("s2").unwrap(),
+            SessionId::parse("s1").unwrap()
+        ],
+        "listed by created_at, whatever the restore order"
+    );
+    // Replacing is not a new session, even with the quota full.
+    let moved = record("s1", "bob", &["write"], 1, Some(1_000));
+    s.restore(moved.clone()).unwrap();
+    assert_eq!(s.export(sid("s1")).unwrap(), moved);
+    assert_eq!(
+        s.list_sessions_now(Some(&alice), Page::default()),
+        [SessionId::parse("s2").unwrap()]
+    );
+    assert_eq!(
+        s.list_sessions_now(Some(&bob), Page::default()),
+        [SessionId::parse("s1").unwrap()]
+    );
+    assert!(!s.check_permission_now(sid("s1"), perm("read")));
+    let e = s
+        .restore(record("s3", "carol", &["read"], 1, None))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageQuotaExceeded);
+    assert!(
+        s.export(sid("s3")).is_none(),
+        "a failed restore stores nothing"
+    );
+    s.assert_consistent();
+}
+
+#[test]
+fn restore_stores_an_expired_record_expired_and_purges_it_for_the_quota() {
+    let (s, clock) = limited(1);
+    let now_secs = clock.now().as_unix_secs() - ManualClock::at_2024().now().as_unix_secs();
+    let dead = record("dead", "u", &["read"], now_secs - 20, Some(now_secs - 10));
+    s.restore(dead.clone()).unwrap();
+    assert_eq!(
+        s.export(sid("dead")).unwrap(),
+        dead,
+        "exported although expired"
+    );
+    assert!(s.get_permissions_now(sid("dead")).is_none());
+    assert!(!s.check_permission_now(sid("dead"), perm("read")));
+    assert_eq!(s.len(), 1);
+    s.restore(record("live", "u", &["read"], now_secs, None))
+        .unwrap();
+    assert!(s.export(sid("dead")).is_none(), "purged to make room");
+    s.assert_consistent();
+}
+
+#[test]
+fn restoring_many_sessions_of_one_user_in_reverse_order_lists_them_in_order() {
+    let (s, clock) = store();
+    let n = 5_000;
+    s.reserve(n as usize);
+    for i in (0..n).rev() {
+        s.restore(record(&format!("s{i}"), "u", &["read"], i, None))
+            .unwrap();
+    }
+    let user = UserId::parse("u").unwrap();
+    let listed = s.list_sessions_now(Some(&user), Page::new(10_000, 0).unwrap());
+    let want: Vec<SessionId> = (0..n)
+        .map(|i| SessionId::parse(&format!("s{i}")).unwrap())
+        .collect();
+    assert_eq!(listed, want);
+    s.assert_consistent();
+    // A later ordinary write lands in order too.
+    clock.advance(Duration::from_secs(n as u64));
+    s.store_permissions_now(sid("newest"), session("u", &["read"], None))
+        .unwrap();
+    let last = s.list_sessions_now(Some(&user), Page::new(1, n as u64).unwrap());
+    assert_eq!(last, [SessionId::parse("newest").unwrap()]);
+    s.assert_consistent();
+}
+
+#[test]
+fn remove_takes_live_and_expired_sessions() {
+    let (s, clock) = store();
+    s.store_permissions_now(sid("short"), session("u", &["read"], Some(5)))
+        .unwrap();
+    s.store_permissions_now(sid("long"), session("u", &["read"], None))
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(s.len(), 2);
+    assert!(s.remove(sid("short")), "an expired session is removed too");
+    assert_eq!(s.stats().total_sessions_expired, 1);
+    assert!(!s.remove(sid("short")));
+    assert!(s.remove(sid("long")));
+    assert!(!s.remove(sid("never")));
+    assert!(s.is_empty());
+    assert!(
+        s.list_sessions_now(Some(&UserId::parse("u").unwrap()), Page::default())
+            .is_empty()
+    );
+    s.assert_consistent();
+}
+
+#[test]
+fn user_session_ids_include_expired_sessions() {
+    let (s, clock) = store();
+    s.store_permissions_now(sid("a"), session("u", &["read"], Some(5)))
+        .unwrap();
+    s.store_permissions_now(sid("b"), session("u", &["read"], None))
+        .unwrap();
+    s.store_permissions_now(sid("c"), session("other", &["read"], None))
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+    let user = UserId::parse("u").unwrap();
+    let mut ids = s.user_session_ids(&user);
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            SessionId::parse("a").unwrap(),
+            SessionId::parse("b").unwrap()
+        ]
+    );
+    assert_eq!(
+        s.list_sessions_now(Some(&user), Page::default()),
+        [SessionId::parse("b").unwrap()],
+        "listing still hides the expired one"
+    );
+    assert!(
+        s.user_session_ids(&UserId::parse("nobody").unwrap())
+            .is_empty()
+    );
+}
+
+#[test]
+fn for_each_live_session_skips_expired_ones() {
+    let (s, clock) = store_with(TableConfig {
+        shards: 4,
+        ..TableConfig::default()
+    });
+    for i in 0..100 {
+        let ttl = (i % 4 == 0).then_some(5);
+        s.store_permissions_now(sid(&format!("s{i}")), session("u", &["read", "write"], ttl))
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(5));
+    let mut seen = Vec::new();
+    s.for_each_live_session(|r| seen.push(r));
+    assert_eq!(seen.len(), 75);
+    assert_eq!(s.len(), 100);
+    for r in &seen {
+        assert_eq!(Some(r), s.export(&r.id).as_ref());
+        assert_eq!(r.permissions.to_strings(), ["read", "write"]);
+    }
+    let mut ids: Vec<_> = seen.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 75);
+}
+
+#[test]
+fn the_provider_name_is_configurable_and_a_weak_handle_does_not_keep_the_table() {
+    let clock = ManualClock::at_2024();
+    let s = SessionTable::with_clock(
+        TableConfig {
+            provider: "file",
+            max_sessions: Some(1),
+            ..TableConfig::default()
+        },
+        Arc::new(clock),
+    );
+    s.store_permissions_now(sid("a"), session("u", &["read"], Some(10)))
+        .unwrap();
+    let info = s.get_session_info_now(sid("a")).unwrap();
+    assert_eq!(
+        (info.provider.as_str(), info.ttl_remaining),
+        ("file", Some(10))
+    );
+    let e = s
+        .store_permissions_now(sid("b"), session("u", &["read"], None))
+        .unwrap_err();
+    assert!(e.message().contains("file store"), "{}", e.message());
+    assert_eq!(SessionTable::default().config().provider, "memory");
+    let weak = s.downgrade();
+    let upgraded = weak.upgrade().unwrap();
+    assert!(upgraded.check_permission_now(sid("a"), perm("read")));
+    drop(upgraded);
+    drop(s);
+    assert!(weak.upgrade().is_none());
+    assert!(format!("{weak:?}").contains("false"));
 }

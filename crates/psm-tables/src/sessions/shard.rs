@@ -261,6 +261,17 @@ impl ShardTable {
         };
     }
 
+    /// Makes room for `additional` more sessions without growing the slabs or the index.
+    pub(crate) fn reserve(&mut self, additional: usize, hasher: &RandomState) {
+        let vacant = additional.saturating_sub(self.free.len());
+        self.hot.reserve_exact(vacant);
+        self.cold.reserve_exact(vacant);
+        let slabs = &self.hot;
+        self.index.reserve(additional, |&s| {
+            occupied(slabs, s).map_or(0, |x| hasher.hash_one(x.id.as_bytes()))
+        });
+    }
+
     /// The number of stored sessions (live or not).
     pub(crate) fn len(&self) -> usize {
         self.index.len()
@@ -325,5 +336,29 @@ mod tests {
         assert!(t.hot.capacity() <= 1000 + 1000 / 8 + 16);
         assert_eq!(t.hot.capacity(), t.cold.capacity());
         assert_eq!(t.iter_hot().count(), 1000);
+    }
+
+    #[test]
+    fn reserve_makes_room_without_growing_later() {
+        let hasher = RandomState::default();
+        let mut t = ShardTable::default();
+        t.insert(
+            hasher.hash_one("first".as_bytes()),
+            session("first"),
+            &hasher,
+        );
+        t.reserve(500, &hasher);
+        let (hot, cold) = (t.hot.capacity(), t.cold.capacity());
+        assert!(hot >= 501 && cold >= 501);
+        for i in 0..500 {
+            let id = format!("s{i}");
+            t.insert(hasher.hash_one(id.as_bytes()), session(&id), &hasher);
+        }
+        assert_eq!((t.hot.capacity(), t.cold.capacity()), (hot, cold));
+        assert_eq!(t.len(), 501);
+        assert!(
+            t.find(hasher.hash_one("first".as_bytes()), "first")
+                .is_some()
+        );
     }
 }

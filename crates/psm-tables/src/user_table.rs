@@ -1,0 +1,397 @@
+//! [`UserTable`]: user accounts with unique, case-insensitive emails and usernames.
+
+use std::{fmt, sync::Arc};
+
+use hashbrown::HashMap;
+use parking_lot::RwLock;
+use psm_core::{
+    Email, Error, ErrorKind, NewUser, Result, Timestamp, User, UserId, UserUpdate, Username,
+    check_user_permissions, dedup_permissions,
+};
+
+/// User accounts with unique, case-insensitive emails and usernames (the logic of the `UserStore`
+/// port, synchronous, with time passed in).
+///
+/// Uniqueness is checked and the user stored under one write lock, so concurrent creations with
+/// one email (or username) leave exactly one user. Returned users are copies.
+///
+/// # Clone
+/// Cloning is cheap and **shares state**: every clone sees the same users.
+#[derive(Clone, Default)]
+pub struct UserTable {
+    state: Arc<RwLock<Users>>,
+}
+
+#[derive(Default)]
+struct Users {
+    by_id: HashMap<UserId, User>,
+    /// `Email::normalized` → id.
+    by_email: HashMap<String, UserId>,
+    /// `Username::normalized` → id.
+    by_username: HashMap<String, UserId>,
+}
+
+impl Users {
+    /// Fails with `UserExists` when `email` or `username` belongs to a user other than `me`.
+    fn check_free(
+        &self,
+        me: &UserId,
+        email: Option<&Email>,
+        username: Option<&Username>,
+    ) -> Result<()> {
+        let taken = |owner: Option<&UserId>| owner.is_some_and(|o| o != me);
+        if email.is_some_and(|e| taken(self.by_email.get(&e.normalized()))) {
+            return Err(exists("email"));
+        }
+        if username.is_some_and(|u| taken(self.by_username.get(&u.normalized()))) {
+            return Err(exists("username"));
+        }
+        Ok(())
+    }
+
+    /// Removes user `id` and its unique keys.
+    fn remove(&mut self, id: &UserId) -> Option<User> {
+        let user = self.by_id.remove(id)?;
+        self.by_email.remove(&user.email.normalized());
+        self.by_username.remove(&user.username.normalized());
+        Some(user)
+    }
+
+    /// Stores `user` and its unique keys (the caller checked they are free).
+    fn insert(&mut self, user: User) {
+        self.by_email
+            .insert(user.email.normalized(), user.id.clone());
+        self.by_username
+            .insert(user.username.normalized(), user.id.clone());
+        self.by_id.insert(user.id.clone(), user);
+    }
+}
+
+fn exists(field: &'static str) -> Error {
+    Error::new(
+        ErrorKind::UserExists,
+        format!("a user with this {field} already exists"),
+    )
+    .with_detail("field", field)
+}
+
+impl UserTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores a new user created at `now` (`UserStore::create_user`).
+    ///
+    /// # Errors
+    /// `UserExists` (detail `field`: `id`, `email` or `username`) when the id, the email or the
+    /// username (both case-insensitive) is taken; a validation error for bad permissions.
+    pub fn create_user(&self, user: NewUser, now: Timestamp) -> Result<User> {
+        check_user_permissions(&user.permissions)?;
+        let mut state = self.state.write();
+        if state.by_id.contains_key(&user.id) {
+            return Err(exists("id"));
+        }
+        state.check_free(&user.id, Some(&user.email), Some(&user.username))?;
+        let stored = User {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            password_hash: user.password_hash,
+            permissions: dedup_permissions(user.permissions),
+            created_at: now,
+            updated_at: now,
+        };
+        state.insert(stored.clone());
+        Ok(stored)
+    }
+
+    /// The user with `id`.
+    pub fn get_user(&self, id: &UserId) -> Option<User> {
+        self.state.read().by_id.get(id).cloned()
+    }
+
+    /// The user with `email` (case-insensitive).
+    pub fn get_user_by_email(&self, email: &Email) -> Option<User> {
+        let state = self.state.read();
+        state
+            .by_email
+            .get(&email.normalized())
+            .and_then(|id| state.by_id.get(id))
+            .cloned()
+    }
+
+    /// Applies `update` at `now` (`UserStore::update_user`); `None` for an unknown user.
+    ///
+    /// # Errors
+    /// `UserExists` when the new email or username belongs to another user; a validation error for
+    /// bad permissions. A failed update changes nothing.
+    pub fn update_user(
+        &self,
+        id: &UserId,
+        update: UserUpdate,
+        now: Timestamp,
+    ) -> Result<Option<User>> {
+        if let Some(p) = &update.permissions {
+            check_user_permissions(p)?;
+        }
+        let mut state = self.state.write();
+        if !state.by_id.contains_key(id) {
+            return Ok(None);
+        }
+        state.check_free(id, update.email.as_ref(), update.username.as_ref())?;
+        let Some(user) = state.by_id.get_mut(id) else {
+            return Ok(None);
+        };
+        let old_email = update
+            .email
+            .map(|e| std::mem::replace(&mut user.email, e).normalized());
+        let old_username = update
+            .username
+            .map(|u| std::mem::replace(&mut user.username, u).normalized());
+        if let Some(h) = update.password_hash {
+            user.password_hash = h;
+        }
+        if let Some(p) = update.permissions {
+            user.permissions = dedup_permissions(p);
+        }
+        user.updated_at = now;
+        let updated = user.clone();
+        if let Some(old) = old_email {
+            state.by_email.remove(&old);
+            state
+                .by_email
+                .insert(updated.email.normalized(), id.clone());
+        }
+        if let Some(old) = old_username {
+            state.by_username.remove(&old);
+            state
+                .by_username
+                .insert(updated.username.normalized(), id.clone());
+        }
+        Ok(Some(updated))
+    }
+
+    /// Deletes user `id`; `true` if it existed.
+    pub fn delete_user(&self, id: &UserId) -> bool {
+        self.state.write().remove(id).is_some()
+    }
+
+    /// Inserts or replaces `user` exactly as given (timestamps included), keeping the email and
+    /// username indexes unique: a replaced user's old keys are freed.
+    ///
+    /// # Errors
+    /// `UserExists` when the email or username belongs to another user; nothing changes then.
+    pub fn restore(&self, user: User) -> Result<()> {
+        let mut state = self.state.write();
+        state.check_free(&user.id, Some(&user.email), Some(&user.username))?;
+        state.remove(&user.id);
+        state.insert(user);
+        Ok(())
+    }
+
+    /// Calls `f` with every user, under the table's read lock (so `f` must not write to it).
+    pub fn for_each_user(&self, mut f: impl FnMut(&User)) {
+        for user in self.state.read().by_id.values() {
+            f(user);
+        }
+    }
+
+    /// The number of users.
+    pub fn len(&self) -> usize {
+        self.state.read().by_id.len()
+    }
+
+    /// Whether the table holds no user.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for UserTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserTable")
+            .field("users", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserTable {
+    /// Removes everything (a durable adapter reloading from disk starts from an empty table).
+    pub fn clear(&self) {
+        *self.state.write() = Default::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{thread, time::Duration};
+
+    use psm_core::{Clock, ManualClock, PasswordHash, Permission};
+
+    use super::*;
+
+    fn new_user(id: &str, email: &str, username: &str) -> NewUser {
+        NewUser {
+            id: UserId::parse(id).unwrap(),
+            username: Username::parse(username).unwrap(),
+            email: Email::parse(email).unwrap(),
+            password_hash: PasswordHash::new("$argon2id$v=19$x").unwrap(),
+            permissions: ["read", "write", "read"]
+                .iter()
+                .map(|p| Permission::parse(p).unwrap())
+                .collect(),
+        }
+    }
+
+    fn now() -> Timestamp {
+        ManualClock::at_2024().now()
+    }
+
+    #[test]
+    fn unique_case_insensitive_email_and_username() {
+        let s = UserTable::new();
+        let u = s
+            .create_user(new_user("1", "Alice@Example.com", "alice"), now())
+            .unwrap();
+        assert_eq!(u.permissions.len(), 2);
+        assert_eq!((u.created_at, u.updated_at), (now(), now()));
+        for (dup, field) in [
+            (new_user("2", "alice@EXAMPLE.com", "bob"), "email"),
+            (new_user("2", "b@x.io", "ALICE"), "username"),
+            (new_user("1", "c@x.io", "carol"), "id"),
+        ] {
+            let e = s.create_user(dup, now()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::UserExists);
+            assert_eq!(e.detail("field"), Some(field));
+        }
+        let email = Email::parse("ALICE@example.COM").unwrap();
+        assert_eq!(s.get_user_by_email(&email).unwrap().id, u.id);
+        assert_eq!(s.get_user(&u.id), Some(u));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn update_moves_the_unique_keys_and_delete_frees_them() {
+        let s = UserTable::new();
+        let a = s
+            .create_user(new_user("1", "a@x.io", "alice"), now())
+            .unwrap();
+        s.create_user(new_user("2", "b@x.io", "bobby"), now())
+            .unwrap();
+        let taken = UserUpdate {
+            email: Some(Email::parse("B@x.io").unwrap()),
+            ..UserUpdate::default()
+        };
+        assert_eq!(
+            s.update_user(&a.id, taken, now()).unwrap_err().kind(),
+            ErrorKind::UserExists
+        );
+        let later = now().plus_secs(5);
+        let change = UserUpdate {
+            email: Some(Email::parse("new@x.io").unwrap()),
+            ..UserUpdate::default()
+        };
+        let updated = s.update_user(&a.id, change, later).unwrap().unwrap();
+        assert_eq!((updated.created_at, updated.updated_at), (now(), later));
+        assert!(
+            s.get_user_by_email(&Email::parse("a@x.io").unwrap())
+                .is_none()
+        );
+        // Changing to one's own address (in another case) is not a conflict.
+        let same = UserUpdate {
+            email: Some(Email::parse("NEW@x.io").unwrap()),
+            ..UserUpdate::default()
+        };
+        assert!(s.update_user(&a.id, same, later).unwrap().is_some());
+        let unknown = UserId::parse("nobody").unwrap();
+        assert!(
+            s.update_user(&unknown, UserUpdate::default(), later)
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.delete_user(&a.id));
+        assert!(!s.delete_user(&a.id));
+        assert!(
+            s.create_user(new_user("3", "new@x.io", "alice"), later)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn concurrent_creations_with_one_email_leave_one() {
+        let s = UserTable::new();
+        let ok: usize = thread::scope(|scope| {
+            let handles: Vec<_> = (0..32)
+                .map(|i| {
+                    let s = s.clone();
+                    scope.spawn(move || {
+                        let u = new_user(&format!("u{i}"), "same@x.io", &format!("user{i}"));
+                        usize::from(s.create_user(u, now()).is_ok())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(ok, 1);
+        assert_eq!(s.len(), 1, "clones share state");
+    }
+
+    #[test]
+    fn restore_keeps_the_record_exactly_and_the_unique_keys_consistent() {
+        let clock = ManualClock::at_2024();
+        let source = UserTable::new();
+        let a = source
+            .create_user(new_user("1", "a@x.io", "alice"), clock.now())
+            .unwrap();
+        clock.advance(Duration::from_secs(7));
+        let b = source
+            .create_user(new_user("2", "b@x.io", "bobby"), clock.now())
+            .unwrap();
+        let copy = UserTable::new();
+        source.for_each_user(|u| copy.restore(u.clone()).unwrap());
+        assert_eq!(copy.len(), 2);
+        assert_eq!(copy.get_user(&a.id), Some(a.clone()));
+        assert_eq!(copy.get_user(&b.id), Some(b.clone()));
+
+        // Replacing a user frees its old keys.
+        let renamed = User {
+            email: Email::parse("renamed@x.io").unwrap(),
+            username: Username::parse("ally").unwrap(),
+            ..a.clone()
+        };
+        copy.restore(renamed.clone()).unwrap();
+        assert_eq!(
+            copy.get_user_by_email(&Email::parse("RENAMED@x.io").unwrap()),
+            Some(renamed.clone())
+        );
+        assert!(
+            copy.get_user_by_email(&Email::parse("a@x.io").unwrap())
+                .is_none()
+        );
+        assert!(
+            copy.create_user(new_user("3", "a@x.io", "alice"), clock.now())
+                .is_ok()
+        );
+
+        // A clash with another user's email or username is an error that changes nothing.
+        for clash in [
+            User {
+                email: Email::parse("B@x.io").unwrap(),
+                ..renamed.clone()
+            },
+            User {
+                id: UserId::parse("9").unwrap(),
+                username: Username::parse("BOBBY").unwrap(),
+                email: Email::parse("nine@x.io").unwrap(),
+                ..renamed.clone()
+            },
+        ] {
+            let e = copy.restore(clash).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::UserExists);
+        }
+        assert_eq!(copy.get_user(&a.id), Some(renamed));
+        assert!(copy.get_user(&UserId::parse("9").unwrap()).is_none());
+        assert_eq!(copy.len(), 3);
+    }
+}
