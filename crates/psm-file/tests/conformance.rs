@@ -1,0 +1,93 @@
+//! The psm-core conformance suite against every file adapter, plus the session store once more
+//! with compaction (and a backup) after every journal batch, so the suite also runs while
+//! snapshots are being written.
+
+use std::{path::PathBuf, sync::Arc};
+
+use psm_core::{
+    DynCache, DynPermissionStore, DynTokenStateStore, DynUserStore, ManualClock, async_trait,
+    testkit::{CacheFixture, PermissionStoreFixture, TokenStateFixture, UserStoreFixture},
+};
+use psm_file::{FileConfig, FileStorage};
+
+/// A fresh directory under cargo's per-target temporary directory (kept for inspection after a
+/// failure; `cargo clean` removes it).
+fn fresh_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("psm-file-conformance");
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        panic!("cannot create {}: {e}", root.display());
+    }
+    match tempfile::Builder::new().prefix("store-").tempdir_in(&root) {
+        Ok(d) => d.keep(),
+        Err(e) => panic!("cannot create a temporary directory: {e}"),
+    }
+}
+
+fn open(clock: ManualClock, compact_min_bytes: u64) -> FileStorage {
+    let config = FileConfig {
+        compact_min_bytes,
+        ..FileConfig::new(fresh_dir())
+    };
+    match FileStorage::open_with_clock(config, Arc::new(clock)) {
+        Ok(s) => s,
+        Err(e) => panic!("open failed: {e}"),
+    }
+}
+
+struct Sessions {
+    compact_min_bytes: u64,
+}
+
+#[async_trait]
+impl PermissionStoreFixture for Sessions {
+    async fn create(&self, clock: ManualClock) -> DynPermissionStore {
+        Arc::new(open(clock, self.compact_min_bytes).sessions())
+    }
+}
+
+struct Users;
+
+#[async_trait]
+impl UserStoreFixture for Users {
+    async fn create(&self, clock: ManualClock) -> DynUserStore {
+        Arc::new(open(clock, psm_file::DEFAULT_COMPACT_MIN_BYTES).users())
+    }
+    fn honours_clock(&self) -> bool {
+        true
+    }
+}
+
+struct Tokens;
+
+#[async_trait]
+impl TokenStateFixture for Tokens {
+    async fn create(&self, clock: ManualClock) -> DynTokenStateStore {
+        Arc::new(open(clock, psm_file::DEFAULT_COMPACT_MIN_BYTES).tokens())
+    }
+    fn honours_clock(&self) -> bool {
+        true
+    }
+}
+
+struct Caches;
+
+#[async_trait]
+impl CacheFixture for Caches {
+    async fn create(&self, clock: ManualClock) -> DynCache {
+        Arc::new(open(clock, psm_file::DEFAULT_COMPACT_MIN_BYTES).cache())
+    }
+    fn honours_clock(&self) -> bool {
+        true
+    }
+}
+
+psm_core::conformance_tests!(
+    Sessions {
+        compact_min_bytes: psm_file::DEFAULT_COMPACT_MIN_BYTES
+    },
+    Users,
+    Tokens,
+    Caches
+);
+
+psm_core::permission_store_tests!(mod compacting_after_every_batch, Sessions { compact_min_bytes: 0 });

@@ -1,0 +1,618 @@
+//! What survives a close and reopen, what a damaged file costs, compaction, backups and name
+//! safety.
+
+// Test helpers outside `#[test]` functions fail loudly on purpose; clippy's in-test allowance does not
+// reach them, so the whole test crate opts in.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use psm_core::{
+    Clock, ConsumeOutcome, Email, ErrorKind, FamilyId, ManualClock, Metadata, NewSession,
+    NewTokenFamily, NewUser, Page, PasswordHash, Permission, PermissionList, PermissionRef,
+    PermissionStore, SessionIdRef, TokenId, TokenStateStore, Ttl, UserId, UserStore, Username,
+};
+use psm_file::{FileConfig, FileStorage};
+use serde_json::json;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn sid(s: &str) -> &SessionIdRef {
+    SessionIdRef::parse(s).unwrap()
+}
+
+fn perm(s: &str) -> &PermissionRef {
+    PermissionRef::parse(s).unwrap()
+}
+
+fn session(user: &str, perms: &[&str]) -> NewSession {
+    NewSession::new(
+        UserId::parse(user).unwrap(),
+        PermissionList::parse(perms).unwrap(),
+    )
+}
+
+fn open_at(dir: &Path, clock: &ManualClock) -> FileStorage {
+    FileStorage::open_with_clock(FileConfig::new(dir), Arc::new(clock.clone())).unwrap()
+}
+
+fn journals(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("journal-"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn reopening_restores_every_port_exactly() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    let storage = open_at(tmp.path(), &clock);
+    let sessions = storage.sessions();
+    let md = Metadata::from_value(json!({"ip": "10.0.0.1", "nested": {"a": [1, 2]}})).unwrap();
+    sessions
+        .store_permissions(
+            sid("s1"),
+            session("alice", &["write", "read", "admin"])
+                .with_ttl(Some(Ttl::from_secs(100).unwrap()))
+                .with_metadata(md.clone()),
+        )
+        .await
+        .unwrap();
+    sessions
+        .store_permissions(sid("s2"), session("bob", &["read"]))
+        .await
+        .unwrap();
+    sessions
+        .store_permissions(
+            sid("short"),
+            session("bob", &["read"]).with_ttl(Some(Ttl::from_secs(5).unwrap())),
+        )
+        .await
+        .unwrap();
+    sessions
+        .store_permissions(sid("gone"), session("bob", &["read"]))
+        .await
+        .unwrap();
+    assert!(sessions.invalidate_session(sid("gone")).await.unwrap());
+    clock.advance(Duration::from_secs(1));
+    assert!(
+        sessions
+            .update_permissions(sid("s2"), PermissionList::parse(["x", "y"]).unwrap(), None)
+            .await
+            .unwrap()
+    );
+    let before_s1 = sessions.get_session_info(sid("s1")).await.unwrap().unwrap();
+    let before_s2 = sessions.get_permissions(sid("s2")).await.unwrap().unwrap();
+
+    let users = storage.users();
+    let alice = users
+        .create_user(NewUser {
+            id: UserId::parse("u-alice").unwrap(),
+            username: Username::parse("alice").unwrap(),
+            email: Email::parse("Alice@Example.com").unwrap(),
+            password_hash: PasswordHash::new("$argon2id$v=19$x").unwrap(),
+            permissions: vec![Permission::parse("read").unwrap()],
+        })
+        .await
+        .unwrap();
+    let tokens = storage.tokens();
+    let fam = FamilyId::parse("fam1").unwrap();
+    let t1 = TokenId::parse("t1").unwrap();
+    let t2 = TokenId::parse("t2").unwrap();
+    tokens
+        .create_family(NewTokenFamily {
+            id: fam.clone(),
+            user_id: UserId::parse("u-alice").unwrap(),
+            session_id: None,
+            first_token: t1.clone(),
+            expires_at: clock.now().plus_secs(3600),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        tokens.consume(&fam, &t1, &t2).await.unwrap(),
+        ConsumeOutcome::Rotated(_)
+    ));
+    let user = UserId::parse("u-alice").unwrap();
+    assert_eq!(tokens.bump_user_epoch(&user).await.unwrap(), 1);
+    assert_eq!(tokens.bump_user_epoch(&user).await.unwrap(), 2);
+    storage.close();
+    assert_eq!(
+        sessions
+            .get_permissions(sid("s1"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ProviderNotInitialized
+    );
+
+    clock.advance(Duration::from_secs(10)); // `short` expires while the store is closed
+    let again = open_at(tmp.path(), &clock);
+    assert!(again.damage().is_empty(), "{:?}", again.damage());
+    let s = again.sessions();
+    let s1 = s.get_session_info(sid("s1")).await.unwrap().unwrap();
+    assert_eq!(s1.data, before_s1.data);
+    assert_eq!(s1.data.permissions.to_strings(), ["write", "read", "admin"]);
+    assert_eq!(s1.data.metadata, md);
+    assert_eq!(s1.ttl_remaining, Some(89));
+    assert_eq!(
+        s.get_permissions(sid("s2")).await.unwrap().unwrap(),
+        before_s2
+    );
+    assert!(s.get_permissions(sid("short")).await.unwrap().is_none());
+    assert!(s.get_permissions(sid("gone")).await.unwrap().is_none());
+    let bob = UserId::parse("bob").unwrap();
+    let listed = s
+        .list_sessions(Some(&bob), Page::new(10, 0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "the per-user index is rebuilt: {listed:?}");
+    assert_eq!(
+        again.users().get_user(&alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        again
+            .users()
+            .get_user_by_email(&Email::parse("alice@example.com").unwrap())
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(alice.id)
+    );
+    let t = again.tokens();
+    assert_eq!(t.user_epoch(&user).await.unwrap(), 2);
+    // The rotated-away token is still known as consumed: presenting it again is reuse.
+    assert!(matches!(
+        t.consume(&fam, &t1, &TokenId::parse("t3").unwrap())
+            .await
+            .unwrap(),
+        ConsumeOutcome::ReuseDetected(_)
+    ));
+    again.close();
+    let third = open_at(tmp.path(), &clock);
+    assert!(
+        third
+            .tokens()
+            .get_family(&fam)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
+#[tokio::test]
+async fn clear_all_sessions_is_durable_and_close_reopen_cycles_work() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    let storage = open_at(tmp.path(), &clock);
+    let s = storage.sessions();
+    for i in 0..50 {
+        s.store_permissions(sid(&format!("s{i}")), session("alice", &["read"]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.clear_all_sessions().await.unwrap(), 50);
+    s.store_permissions(sid("after"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    // close and initialize through the port: the directory is reloaded from disk.
+    s.close().await.unwrap();
+    s.initialize().await.unwrap();
+    assert!(s.get_permissions(sid("s1")).await.unwrap().is_none());
+    assert!(s.get_permissions(sid("after")).await.unwrap().is_some());
+    let stats = s.storage_stats().unwrap();
+    assert_eq!(stats.provider, "file");
+    assert_eq!(stats.active_sessions, 1);
+    assert_eq!(stats.user_index_files, 0);
+    assert!(stats.session_files >= 1);
+    assert!(stats.total_size_bytes > 0);
+    assert_eq!(stats.storage_directory, tmp.path().display().to_string());
+}
+
+async fn three_sessions(dir: &Path, clock: &ManualClock) {
+    let storage = open_at(dir, clock);
+    let s = storage.sessions();
+    for id in ["one", "two", "three"] {
+        s.store_permissions(sid(id), session("alice", &["read"]))
+            .await
+            .unwrap();
+    }
+    storage.close();
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_reported_cut_and_the_records_before_it_survive() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    three_sessions(tmp.path(), &clock).await;
+    let newest = journals(tmp.path()).pop().unwrap();
+    let len = fs::metadata(&newest).unwrap().len();
+    // Tear the last record in half, as a crash in the middle of a write would.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len - 20)
+        .unwrap();
+    let storage = open_at(tmp.path(), &clock);
+    let damage = storage.damage();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(damage[0].reason.contains("tail"), "{damage:?}");
+    let s = storage.sessions();
+    assert!(s.check_permission(sid("one"), perm("read")).await.unwrap());
+    assert!(s.check_permission(sid("two"), perm("read")).await.unwrap());
+    assert!(
+        !s.check_permission(sid("three"), perm("read"))
+            .await
+            .unwrap()
+    );
+    storage.close();
+    // The torn bytes were cut off: the next open is clean.
+    assert!(open_at(tmp.path(), &clock).damage().is_empty());
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_record_is_a_torn_tail() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    three_sessions(tmp.path(), &clock).await;
+    let newest = journals(tmp.path()).pop().unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(&newest).unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
+    let storage = open_at(tmp.path(), &clock);
+    assert_eq!(storage.damage().len(), 1);
+    let s = storage.sessions();
+    for id in ["one", "two", "three"] {
+        assert!(
+            s.check_permission(sid(id), perm("read")).await.unwrap(),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_bit_costs_one_record_and_the_others_survive() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    three_sessions(tmp.path(), &clock).await;
+    let newest = journals(tmp.path()).pop().unwrap();
+    let mut bytes = fs::read(&newest).unwrap();
+    // Flip a bit inside the record of "two" (found by its id bytes).
+    let at = bytes.windows(3).position(|w| w == b"two").unwrap();
+    bytes[at] ^= 0x01;
+    fs::write(&newest, &bytes).unwrap();
+    let storage = open_at(tmp.path(), &clock);
+    let damage = storage.damage();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(!damage[0].reason.contains("tail"), "{damage:?}");
+    let s = storage.sessions();
+    assert!(s.check_permission(sid("one"), perm("read")).await.unwrap());
+    assert!(!s.check_permission(sid("two"), perm("read")).await.unwrap());
+    assert!(
+        s.check_permission(sid("three"), perm("read"))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_file_of_a_newer_format_is_refused_not_overwritten() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    three_sessions(tmp.path(), &clock).await;
+    let newest = journals(tmp.path()).pop().unwrap();
+    let mut bytes = fs::read(&newest).unwrap();
+    bytes[8] = 9; // format version 9
+    let crc = crc32(&bytes[..12]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&newest, &bytes).unwrap();
+    let e = FileStorage::open_with_clock(FileConfig::new(tmp.path()), Arc::new(clock.clone()))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization);
+    assert!(e.message().contains("version 9"), "{e}");
+    assert_eq!(
+        fs::read(&newest).unwrap(),
+        bytes,
+        "the file is left as it was"
+    );
+}
+
+fn crc32(b: &[u8]) -> u32 {
+    // CRC-32 (IEEE), bit by bit: the test checks the header the way the format describes it.
+    let mut crc = !0u32;
+    for &byte in b {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[tokio::test]
+async fn compaction_keeps_disk_use_proportional_to_live_data() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    let config = FileConfig {
+        compact_min_bytes: 64 << 10,
+        enable_backup: false,
+        ..FileConfig::new(tmp.path())
+    };
+    let storage = FileStorage::open_with_clock(config.clone(), Arc::new(clock.clone())).unwrap();
+    let s = storage.sessions();
+    // 20,000 rewrites of the same 100 sessions: about 2 MB of journal for ~10 KB of live data.
+    let tasks: Vec<_> = (0..20)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..1000 {
+                    let id = format!("s{}", (t * 1000 + i) % 100);
+                    let p = format!("v{i}");
+                    s.store_permissions(sid(&id), session("alice", &["read", &p]))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    storage.compact().await.unwrap();
+    let stats = storage.storage_stats().unwrap();
+    assert!(stats.compactions >= 1);
+    assert!(
+        stats.total_size_bytes < 3 * (64 << 10),
+        "{} bytes on disk for 100 sessions",
+        stats.total_size_bytes
+    );
+    let expected: Vec<_> = (0..100)
+        .map(|i| {
+            s.get_permissions_now(sid(&format!("s{i}")))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    storage.close();
+    let again = FileStorage::open_with_clock(config, Arc::new(clock)).unwrap();
+    assert!(again.damage().is_empty());
+    for (i, want) in expected.iter().enumerate() {
+        let got = again
+            .sessions()
+            .get_permissions_now(sid(&format!("s{i}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, want);
+    }
+}
+
+#[tokio::test]
+async fn backups_are_consistent_rotated_and_restorable() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    let config = FileConfig {
+        max_backup_files: 2,
+        compress_files: true,
+        ..FileConfig::new(tmp.path())
+    };
+    let storage = FileStorage::open_with_clock(config.clone(), Arc::new(clock.clone())).unwrap();
+    let s = storage.sessions();
+    s.store_permissions(sid("a"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    let first = storage.backup().await.unwrap();
+    s.store_permissions(sid("b"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    let second = storage.backup().await.unwrap();
+    s.store_permissions(sid("c"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    let third = storage.backup().await.unwrap();
+    s.store_permissions(sid("d"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    let kept = storage.list_backups().unwrap();
+    assert_eq!(kept, [second.clone(), third], "rotated to max_backup_files");
+    assert!(!first.exists());
+    let stats = storage.storage_stats().unwrap();
+    assert_eq!(stats.backup_files, 2);
+    assert!(stats.backup_size_bytes > 0);
+
+    // Restoring needs the directory: refused while the store is open.
+    let e = FileStorage::restore_backup(&second, tmp.path(), 0o600).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Concurrency);
+    storage.close();
+    FileStorage::restore_backup(&second, tmp.path(), 0o600).unwrap();
+    let restored = FileStorage::open_with_clock(config, Arc::new(clock)).unwrap();
+    assert!(restored.damage().is_empty(), "{:?}", restored.damage());
+    let r = restored.sessions();
+    for (id, present) in [("a", true), ("b", true), ("c", false), ("d", false)] {
+        assert_eq!(
+            r.check_permission(sid(id), perm("read")).await.unwrap(),
+            present,
+            "{id}"
+        );
+    }
+    let not_a_backup = tmp.path().join("nothing-here");
+    fs::create_dir(&not_a_backup).unwrap();
+    restored.close();
+    let e = FileStorage::restore_backup(&not_a_backup, tmp.path(), 0o600).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ProviderConfiguration);
+}
+
+/// Ids and permissions that would be dangerous as file names are stored, found again after a
+/// reopen, and create nothing anywhere: the directory holds only the store's own names.
+#[tokio::test]
+async fn no_file_name_is_built_from_an_id() {
+    let sandbox = tempdir();
+    let dir = sandbox.path().join("store");
+    let clock = ManualClock::at_2024();
+    let long_user = "u".repeat(255);
+    let long_session = "s".repeat(255);
+    let unicode = "ユーザー/../ü\u{202e}";
+    let strange_users = [
+        "../../x",
+        "/abs/x",
+        "a\\b",
+        "con",
+        "NUL.txt",
+        ".",
+        "..",
+        unicode,
+        long_user.as_str(),
+    ];
+    let storage = open_at(&dir, &clock);
+    let s = storage.sessions();
+    for (i, user) in strange_users.iter().enumerate() {
+        let id = format!("s{i}");
+        s.store_permissions(
+            sid(&id),
+            session(user, &["../../etc/passwd", "/abs/x", "a\\b", unicode]),
+        )
+        .await
+        .unwrap();
+    }
+    s.store_permissions(sid(&long_session), session("con", &["con"]))
+        .await
+        .unwrap();
+    storage.backup().await.unwrap();
+    storage.close();
+
+    let names: BTreeSet<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for n in &names {
+        assert!(
+            n == "LOCK"
+                || n == "backups"
+                || (n.starts_with("journal-") && n.ends_with(".log"))
+                || (n.starts_with("snapshot-") && n.ends_with(".psm")),
+            "unexpected name {n:?} in {names:?}"
+        );
+    }
+    let outside: Vec<_> = fs::read_dir(sandbox.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["store"], "nothing is created beside the store");
+    assert!(!Path::new("/abs/x").exists());
+
+    let again = open_at(&dir, &clock);
+    let s = again.sessions();
+    for (i, user) in strange_users.iter().enumerate() {
+        let got = s
+            .get_permissions(sid(&format!("s{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.user_id.as_str(), *user);
+        assert!(
+            s.check_permission(sid(&format!("s{i}")), perm("../../etc/passwd"))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        s.check_permission(sid(&long_session), perm("con"))
+            .await
+            .unwrap()
+    );
+    let listed = s
+        .list_sessions(
+            Some(&UserId::parse("../../x").unwrap()),
+            Page::new(10, 0).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn files_get_the_configured_mode_and_an_existing_directory_keeps_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = tempdir();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let clock = ManualClock::at_2024();
+
+    let fresh = sandbox.path().join("fresh");
+    let storage = open_at(&fresh, &clock);
+    storage
+        .sessions()
+        .store_permissions(sid("s"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    let backup = storage.backup().await.unwrap();
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("backups")), 0o700);
+    assert_eq!(mode(&backup), 0o700);
+    for entry in fs::read_dir(&fresh).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+    storage.close();
+
+    let existing = sandbox.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    fs::set_permissions(&existing, fs::Permissions::from_mode(0o750)).unwrap();
+    let config = FileConfig {
+        file_permissions: 0o640,
+        ..FileConfig::new(&existing)
+    };
+    let storage = FileStorage::open_with_clock(config, Arc::new(clock)).unwrap();
+    storage
+        .sessions()
+        .store_permissions(sid("s"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    assert_eq!(mode(&existing), 0o750);
+    for entry in fs::read_dir(&existing).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p), 0o640, "{}", p.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_store_on_one_directory_is_refused_with_the_holder() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    let first = open_at(tmp.path(), &clock);
+    let e = FileStorage::open_with_clock(FileConfig::new(tmp.path()), Arc::new(clock.clone()))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Concurrency);
+    assert!(e.message().contains("locked"), "{e}");
+    assert!(e.message().contains(&std::process::id().to_string()), "{e}");
+    first.close();
+    let second = open_at(tmp.path(), &clock);
+    assert!(second.is_open());
+}
