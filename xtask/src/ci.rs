@@ -16,7 +16,11 @@ use crate::{
     },
 };
 
-/// Crates that must never appear in `psm-core`'s normal dependency tree (STYLE rule 5).
+/// Crates that do no I/O and start no runtime: `psm-core` (STYLE rule 5) and the in-memory tables
+/// the embedded adapters share.
+const PURE: [&str; 2] = ["psm-core", "psm-tables"];
+
+/// Crates that must never appear in a pure crate's normal dependency tree (STYLE rule 5).
 const IMPURE: [&str; 6] = [
     "tokio",
     "fred",
@@ -146,24 +150,26 @@ fn clippy(_: &mut Ctx) -> Result<()> {
     ]))
 }
 
-/// `psm-core` stays pure, and the facade builds with no feature and with each feature alone.
+/// `psm-core` and `psm-tables` stay pure, and the facade builds with no feature and with each
+/// feature alone.
 fn purity(_: &mut Ctx) -> Result<()> {
-    let tree =
-        output(cargo().args(["tree", "-p", "psm-core", "-e", "normal", "--prefix", "none"]))?;
-    let offenders = impure_crates(&tree);
-    if !offenders.is_empty() {
-        for line in &offenders {
-            eprintln!("  {line}");
+    for krate in PURE {
+        let tree = output(cargo().args(["tree", "-p", krate, "-e", "normal", "--prefix", "none"]))?;
+        let offenders = impure_crates(&tree);
+        if !offenders.is_empty() {
+            for line in &offenders {
+                eprintln!("  {line}");
+            }
+            bail!(
+                "{krate}'s normal dependencies include {} (see STYLE rule 5)",
+                offenders.join(", ")
+            );
         }
-        bail!(
-            "psm-core's normal dependencies include {} (see STYLE rule 5)",
-            offenders.join(", ")
+        println!(
+            "{krate}: none of {} in its dependency tree",
+            IMPURE.join(", ")
         );
     }
-    println!(
-        "psm-core: none of {} in its dependency tree",
-        IMPURE.join(", ")
-    );
     let manifest = fs::read_to_string(workspace_root().join("crates/psm/Cargo.toml"))
         .map_err(|e| Error::new(format!("cannot read crates/psm/Cargo.toml: {e}")))?;
     run(cargo().args(["check", "-p", "psm", "--no-default-features"]))?;

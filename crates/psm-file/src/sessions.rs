@@ -103,6 +103,37 @@ impl FileStore {
         Ok(inner.tables.sessions.get_permissions_now(id))
     }
 
+    /// Synchronous `check_permissions`, served from memory.
+    ///
+    /// # Errors
+    /// `ProviderNotInitialized` after close.
+    pub fn check_permissions_now(
+        &self,
+        id: &SessionIdRef,
+        permissions: &PermissionList,
+    ) -> Result<PermissionCheck> {
+        Ok(self
+            .tables()?
+            .sessions
+            .check_permissions_now(id, permissions))
+    }
+
+    /// Synchronous `get_session_info`, served from memory.
+    ///
+    /// # Errors
+    /// `ProviderNotInitialized` after close.
+    pub fn get_session_info_now(&self, id: &SessionIdRef) -> Result<Option<SessionInfo>> {
+        Ok(self.tables()?.sessions.get_session_info_now(id))
+    }
+
+    /// Synchronous `list_sessions`, served from memory.
+    ///
+    /// # Errors
+    /// `ProviderNotInitialized` after close.
+    pub fn list_sessions_now(&self, user: Option<&UserId>, page: Page) -> Result<Vec<SessionId>> {
+        Ok(self.tables()?.sessions.list_sessions_now(user, page))
+    }
+
     fn tables(&self) -> Result<&Tables> {
         let inner = self.storage.inner();
         inner.ensure_open()?;
@@ -249,11 +280,11 @@ impl PermissionStore for FileStore {
     }
 
     async fn get_session_info(&self, id: &SessionIdRef) -> Result<Option<SessionInfo>> {
-        Ok(self.tables()?.sessions.get_session_info_now(id))
+        self.get_session_info_now(id)
     }
 
     async fn list_sessions(&self, user: Option<&UserId>, page: Page) -> Result<Vec<SessionId>> {
-        Ok(self.tables()?.sessions.list_sessions_now(user, page))
+        self.list_sessions_now(user, page)
     }
 
     async fn cleanup_expired_sessions(&self) -> Result<u64> {

@@ -1,10 +1,12 @@
 //! The store a manager drives, with a direct handle on the in-process store for the hot path.
 
-#[cfg(feature = "memory")]
+#[cfg(any(feature = "memory", feature = "file"))]
 use std::any::Any;
 use std::sync::Arc;
 
 use psm_core::{DynPermissionStore, PermissionStore};
+#[cfg(feature = "file")]
+use psm_file::FileStore;
 #[cfg(feature = "memory")]
 use psm_memory::MemoryStore;
 
@@ -18,6 +20,9 @@ pub(crate) struct Backend {
     pub(crate) dynamic: DynPermissionStore,
     #[cfg(feature = "memory")]
     pub(crate) memory: Option<MemoryStore>,
+    /// The durable embedded store, whose reads are served from memory without a future.
+    #[cfg(feature = "file")]
+    pub(crate) file: Option<FileStore>,
 }
 
 impl Backend {
@@ -27,6 +32,17 @@ impl Backend {
             dynamic: store,
             #[cfg(feature = "memory")]
             memory: None,
+            #[cfg(feature = "file")]
+            file: None,
+        }
+    }
+
+    /// The durable embedded store, with its read fast path.
+    #[cfg(feature = "file")]
+    pub(crate) fn from_file(store: FileStore) -> Self {
+        Self {
+            file: Some(store.clone()),
+            ..Self::from_dyn(Arc::new(store))
         }
     }
 
@@ -34,8 +50,8 @@ impl Backend {
     #[cfg(feature = "memory")]
     pub(crate) fn from_memory(store: MemoryStore) -> Self {
         Self {
-            dynamic: Arc::new(store.clone()),
-            memory: Some(store),
+            memory: Some(store.clone()),
+            ..Self::from_dyn(Arc::new(store))
         }
     }
 
@@ -45,6 +61,10 @@ impl Backend {
         if let Some(memory) = (&store as &dyn Any).downcast_ref::<MemoryStore>() {
             // Clones share state (the store's documented contract), so keeping a clone is keeping it.
             return Self::from_memory(memory.clone());
+        }
+        #[cfg(feature = "file")]
+        if let Some(file) = (&store as &dyn Any).downcast_ref::<FileStore>() {
+            return Self::from_file(file.clone());
         }
         Self::from_dyn(Arc::new(store))
     }

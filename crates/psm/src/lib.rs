@@ -28,3 +28,9 @@ pub use psm_core::{
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use psm_memory as memory;
+
+/// The durable embedded provider (`file:///path`): [`file::FileStorage`], [`file::FileStore`] and
+/// their configuration.
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+pub use psm_file as file;

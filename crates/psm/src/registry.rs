@@ -57,6 +57,8 @@ pub struct ProviderRegistry {
 enum Entry {
     #[cfg(feature = "memory")]
     Memory,
+    #[cfg(feature = "file")]
+    File,
     Custom(Arc<dyn ProviderFactory>),
 }
 
@@ -65,6 +67,8 @@ fn builtin_providers() -> Vec<(&'static str, Entry)> {
     vec![
         #[cfg(feature = "memory")]
         ("memory", Entry::Memory),
+        #[cfg(feature = "file")]
+        ("file", Entry::File),
     ]
 }
 
@@ -134,6 +138,11 @@ impl ProviderRegistry {
             Entry::Memory => psm_memory::MemoryConfig::from_json(config).map(|config| {
                 Backend::from_memory(psm_memory::MemoryStore::with_clock(config, clock))
             }),
+            // Opening reads the directory (blocking, once, while the manager is built).
+            #[cfg(feature = "file")]
+            Entry::File => psm_file::FileConfig::from_json(config)
+                .and_then(|config| psm_file::FileStorage::open_with_clock(config, clock))
+                .map(|storage| Backend::from_file(storage.sessions())),
             Entry::Custom(factory) => factory.create(config, clock).await.map(Backend::from_dyn),
         };
         created.map_err(|e| e.with_detail("provider", name))
@@ -175,7 +184,8 @@ pub(crate) fn not_supported(name: &str) -> Error {
 /// Whether this build includes the provider behind `feature`.
 fn feature_enabled(feature: &str) -> bool {
     // One clause per adapter feature, like `builtin_providers`.
-    feature == "memory" && cfg!(feature = "memory")
+    (feature == "memory" && cfg!(feature = "memory"))
+        || (feature == "file" && cfg!(feature = "file"))
 }
 
 /// The provider and Cargo feature of psm's built-in provider names (enabled in this build or not),

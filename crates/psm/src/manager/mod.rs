@@ -182,6 +182,14 @@ impl PermissionStorageManager {
         self.shared.backend.memory.as_ref()
     }
 
+    /// The file store, for its extras (`storage_stats`, `clear_all_sessions`, backups through
+    /// [`storage`](psm_file::FileStore::storage)); `None` for other providers.
+    #[cfg(feature = "file")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+    pub fn file(&self) -> Option<&psm_file::FileStore> {
+        self.shared.backend.file.as_ref()
+    }
+
     /// Prepares the provider; calls made before fail with [`ErrorKind::ProviderNotInitialized`].
     /// Calling it again is harmless. The builder calls it unless `auto_initialize(false)`.
     ///
@@ -255,6 +263,13 @@ impl PermissionStorageManager {
             e.with_detail("provider", self.provider_name())
                 .with_detail("operation", operation)
         }
+    }
+
+    /// The file store, whose reads the manager serves without a future.
+    #[cfg(feature = "file")]
+    #[inline]
+    pub(crate) fn file_reads(&self) -> Option<&psm_file::FileStore> {
+        self.shared.backend.file.as_ref()
     }
 
     /// The in-process store's synchronous path, if this manager has one.

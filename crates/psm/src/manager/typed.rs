@@ -57,6 +57,13 @@ impl PermissionStorageManager {
         if let Some(fast) = self.fast() {
             return fast.check_permission(id, permission);
         }
+        #[cfg(feature = "file")]
+        if let Some(file) = self.file_reads() {
+            self.ready(OP)?;
+            return file
+                .check_permission_now(id, permission)
+                .map_err(self.context(OP));
+        }
         self.ready(OP)?;
         self.store()
             .check_permission(id, permission)
@@ -74,6 +81,13 @@ impl PermissionStorageManager {
         if let Some(fast) = self.fast() {
             return fast.check_permissions(id, permissions);
         }
+        #[cfg(feature = "file")]
+        if let Some(file) = self.file_reads() {
+            self.ready(OP)?;
+            return file
+                .check_permissions_now(id, permissions)
+                .map_err(self.context(OP));
+        }
         self.ready(OP)?;
         self.store()
             .check_permissions(id, permissions)
@@ -89,6 +103,11 @@ impl PermissionStorageManager {
         #[cfg(feature = "memory")]
         if let Some(fast) = self.fast() {
             return fast.get_permissions(id);
+        }
+        #[cfg(feature = "file")]
+        if let Some(file) = self.file_reads() {
+            self.ready(OP)?;
+            return file.get_permissions_now(id).map_err(self.context(OP));
         }
         self.ready(OP)?;
         self.store()
@@ -154,6 +173,11 @@ impl PermissionStorageManager {
         if let Some(fast) = self.fast() {
             return fast.get_session_info(id);
         }
+        #[cfg(feature = "file")]
+        if let Some(file) = self.file_reads() {
+            self.ready(OP)?;
+            return file.get_session_info_now(id).map_err(self.context(OP));
+        }
         self.ready(OP)?;
         self.store()
             .get_session_info(id)
@@ -170,6 +194,11 @@ impl PermissionStorageManager {
         #[cfg(feature = "memory")]
         if let Some(fast) = self.fast() {
             return fast.list_sessions(user, page);
+        }
+        #[cfg(feature = "file")]
+        if let Some(file) = self.file_reads() {
+            self.ready(OP)?;
+            return file.list_sessions_now(user, page).map_err(self.context(OP));
         }
         self.ready(OP)?;
         self.store()

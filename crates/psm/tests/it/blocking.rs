@@ -178,7 +178,7 @@ fn builder_scope_and_properties() {
     assert_eq!(m.store().provider_name(), "memory");
     assert_eq!(
         blocking::PermissionStorageManager::available_providers(),
-        ["memory"]
+        ["file", "memory"]
     );
     let granted = m
         .scope(|m| {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod blocking;
+mod file;
 mod lifecycle;
 mod ops;
 mod registry;

@@ -31,10 +31,13 @@ impl ProviderFactory for Recording {
 
 #[tokio::test]
 async fn built_in_providers_are_listed_sorted() {
-    assert_eq!(PermissionStorageManager::available_providers(), ["memory"]);
+    assert_eq!(
+        PermissionStorageManager::available_providers(),
+        ["file", "memory"]
+    );
     assert_eq!(
         ProviderRegistry::with_defaults().available_providers(),
-        ["memory"]
+        ["file", "memory"]
     );
     assert!(ProviderRegistry::new().available_providers().is_empty());
     assert!(format!("{:?}", ProviderRegistry::with_defaults()).contains("memory"));
@@ -76,7 +79,7 @@ async fn a_custom_provider_is_built_by_name_with_its_config_and_clock() {
         .unwrap();
     assert_eq!(
         registry.available_providers(),
-        ["a-first_1", "custom", "memory"]
+        ["a-first_1", "custom", "file", "memory"]
     );
     assert!(registry.contains("custom") && !registry.contains("other"));
 }
@@ -92,7 +95,7 @@ async fn closures_are_factories_and_registering_a_name_again_replaces_it() {
             ))) as DynPermissionStore)
         })
         .unwrap();
-    assert_eq!(registry.available_providers(), ["memory"]);
+    assert_eq!(registry.available_providers(), ["file", "memory"]);
     let m = PermissionStorageManager::builder()
         .registry(registry)
         .provider("memory")
@@ -132,7 +135,7 @@ async fn bad_names_unknown_providers_and_factory_errors_are_typed() {
         PermissionStorageManager::new("nosuch", json!({})).await,
         ErrorKind::ProviderNotSupported,
     );
-    assert_eq!(e.detail("available"), Some("memory"));
+    assert_eq!(e.detail("available"), Some("file,memory"));
     assert_eq!(e.detail("provider"), Some("nosuch"));
     let e = expect_kind(
         PermissionStorageManager::new("not a name!", json!({})).await,
@@ -144,11 +147,7 @@ async fn bad_names_unknown_providers_and_factory_errors_are_typed() {
         "implausible names are not echoed"
     );
 
-    for (name, feature) in [
-        ("file", "file"),
-        ("redis", "redis"),
-        ("postgres", "postgres"),
-    ] {
+    for (name, feature) in [("redis", "redis"), ("postgres", "postgres")] {
         let e = expect_kind(
             PermissionStorageManager::new(name, json!({})).await,
             ErrorKind::ProviderNotSupported,

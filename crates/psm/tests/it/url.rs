@@ -47,7 +47,6 @@ async fn memory_urls_build_a_configured_in_process_manager() {
 #[tokio::test]
 async fn schemes_of_providers_not_in_this_build_name_their_feature() {
     for (url, feature) in [
-        ("file:///tmp/psm-data", "file"),
         ("redis://localhost:6379/0", "redis"),
         ("rediss://localhost:6380", "redis"),
         ("postgres://user@localhost/db", "postgres"),
