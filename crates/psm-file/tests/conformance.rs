@@ -1,6 +1,12 @@
 //! The psm-core conformance suite against every file adapter, plus the session store once more
 //! with compaction (and a backup) after every journal batch, so the suite also runs while
-//! snapshots are being written.
+//! snapshots are being written; and the file store's own promises (`durability`).
+//!
+//! This is the crate's one libtest binary; `crash.rs` is a second, harness-less one because it
+//! runs itself as the child process it kills.
+
+#[path = "conformance/durability.rs"]
+mod durability;
 
 use std::{path::PathBuf, sync::Arc};
 

@@ -256,6 +256,7 @@ fn acknowledged_writes_survive_kill_9() {
     let mut model: BTreeMap<(u64, u64), State> = BTreeMap::new();
     let mut rng = Rng(0x5EED);
     let mut total_acks = 0u64;
+    let mut torn_rounds = 0u64;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -316,6 +317,7 @@ fn acknowledged_writes_survive_kill_9() {
         }
 
         let storage = FileStorage::open(config(&dir)).expect("reopen after kill -9");
+        torn_rounds += u64::from(!storage.damage().is_empty());
         for d in storage.damage() {
             assert!(
                 d.reason.contains("tail") || d.reason.contains("torn"),
@@ -347,11 +349,21 @@ fn acknowledged_writes_survive_kill_9() {
             "round {round}: {} sessions listed, only {known} ids were ever written",
             listed.len()
         );
+        if round + 1 == ROUNDS {
+            // Compactions (each with a backup) ran while the children were being killed.
+            assert!(
+                !storage.list_backups().expect("backups").is_empty(),
+                "no compaction happened in {ROUNDS} rounds"
+            );
+        }
         storage.close();
     }
     assert!(
         total_acks > ROUNDS * TASKS,
         "the children acknowledged only {total_acks} writes in {ROUNDS} rounds"
     );
-    eprintln!("{ROUNDS} kill -9 rounds, {total_acks} acknowledged writes checked");
+    eprintln!(
+        "{ROUNDS} kill -9 rounds, {total_acks} acknowledged writes checked, \
+         {torn_rounds} rounds reopened a torn tail"
+    );
 }

@@ -2,7 +2,7 @@
 //! safety.
 
 // Test helpers outside `#[test]` functions fail loudly on purpose; clippy's in-test allowance does not
-// reach them, so the whole test crate opts in.
+// reach them, so the whole module opts in.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -615,4 +615,47 @@ async fn a_second_store_on_one_directory_is_refused_with_the_holder() {
     first.close();
     let second = open_at(tmp.path(), &clock);
     assert!(second.is_open());
+}
+
+/// `initialize` starts the background task: every `cleanup_interval` it removes expired sessions
+/// and, when something changed, takes a backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_cleanup_removes_expired_sessions_and_backs_up_changes() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    let config = FileConfig {
+        cleanup_interval: Some(Duration::from_millis(100)),
+        ..FileConfig::new(tmp.path())
+    };
+    let storage = FileStorage::open_with_clock(config, Arc::new(clock.clone())).unwrap();
+    let s = storage.sessions();
+    s.store_permissions(
+        sid("short"),
+        session("alice", &["read"]).with_ttl(Some(Ttl::from_secs(5).unwrap())),
+    )
+    .await
+    .unwrap();
+    s.store_permissions(sid("long"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(storage.storage_stats().unwrap().total_cleanup_runs, 0);
+    s.initialize().await.unwrap();
+    let mut waited = 0;
+    while (storage.list_backups().unwrap().is_empty()
+        || storage.storage_stats().unwrap().total_sessions_expired == 0)
+        && waited < 500
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let stats = storage.storage_stats().unwrap();
+    assert!(stats.total_cleanup_runs >= 1);
+    assert_eq!(stats.total_sessions_expired, 1);
+    assert_eq!(stats.active_sessions, 1);
+    assert_eq!(storage.list_backups().unwrap().len(), 1);
+    // Nothing changed since: later ticks take no new backup.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(storage.storage_stats().unwrap().total_cleanup_runs >= 3);
+    assert_eq!(storage.list_backups().unwrap().len(), 1);
 }
