@@ -172,6 +172,12 @@ impl<'a> Frames<'a> {
         (hasher.finalize() == u32_at(head, 8)).then_some(payload)
     }
 
+    /// The offset (within the body) of the first whole, valid frame at or after `from`: where a
+    /// body can be split so that each part starts on a frame.
+    pub(crate) fn frame_boundary(body: &'a [u8], from: usize) -> Option<usize> {
+        Frames::new(body, 0).resync(from)
+    }
+
     /// The next frame at or after `from` that is whole and valid.
     fn resync(&self, from: usize) -> Option<usize> {
         let mark = MARK.to_le_bytes();

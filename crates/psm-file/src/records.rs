@@ -45,6 +45,47 @@ pub(crate) enum Entry<'a> {
         /// Records written before this one.
         records: u64,
     },
+    /// The first record of a snapshot: how many sessions follow (a hint for sizing the tables).
+    SnapshotStart {
+        /// Sessions in the snapshot.
+        sessions: u64,
+    },
+}
+
+/// A decoded and validated record, owned, ready to apply to the tables.
+#[derive(Debug)]
+pub(crate) enum Change {
+    Session(SessionRecord),
+    SessionRemoved(SessionId),
+    SessionsCleared,
+    User(User),
+    UserRemoved(UserId),
+    Family(FamilyRecord),
+    FamilyRemoved(FamilyId),
+    Epoch(UserId, u64),
+    /// A snapshot's session count.
+    Expect(u64),
+    /// A snapshot's end and its record count.
+    End(u64),
+}
+
+impl Entry<'_> {
+    /// Validates every field into an owned change (a record that passed its checksum but holds an
+    /// invalid value is refused here).
+    pub(crate) fn into_change(self) -> Result<Change> {
+        Ok(match self {
+            Self::Session(e) => Change::Session(e.to_record()?),
+            Self::SessionRemoved(id) => Change::SessionRemoved(SessionId::parse(id)?),
+            Self::SessionsCleared => Change::SessionsCleared,
+            Self::User(e) => Change::User(e.to_user()?),
+            Self::UserRemoved(id) => Change::UserRemoved(UserId::parse(id)?),
+            Self::Family(e) => Change::Family(e.to_record()?),
+            Self::FamilyRemoved(id) => Change::FamilyRemoved(FamilyId::parse(id)?),
+            Self::Epoch { user, epoch } => Change::Epoch(UserId::parse(user)?, epoch),
+            Self::SnapshotStart { sessions } => Change::Expect(sessions),
+            Self::SnapshotEnd { records } => Change::End(records),
+        })
+    }
 }
 
 /// A session as stored. Timestamps are microseconds since the Unix epoch.
@@ -178,11 +219,6 @@ impl SessionEntry<'_> {
             updated_at: Timestamp::from_unix_micros(self.updated),
             expires_at: self.expires.map(Timestamp::from_unix_micros),
         })
-    }
-
-    /// The session's expiry in microseconds, if any (read without building the record).
-    pub(crate) fn expires(&self) -> Option<i64> {
-        self.expires
     }
 }
 

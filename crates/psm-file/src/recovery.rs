@@ -6,24 +6,30 @@
 //! reported once. Leftovers of an interrupted compaction (temporary files, segments an existing
 //! snapshot already covers) are removed.
 
-use std::{fs, path::Path};
+use std::{fs, path::Path, thread};
 
 use psm_core::{Error, ErrorKind, Result};
 
 use crate::{
     dir::{Listing, StorageDir, io_error},
-    format::{FLAG_COMPRESSED, FileKind, Frames, HEADER_LEN, HeaderError, decode_header},
-    records::{self, Entry},
+    format::{Damage, FLAG_COMPRESSED, FileKind, Frames, HEADER_LEN, HeaderError, decode_header},
+    records::{self, Change},
 };
 
 /// The largest decompressed block accepted (blocks are written at 64 KiB; anything far larger is
 /// damage, not data).
 const MAX_BLOCK: usize = 64 << 20;
 
-/// Applies replayed records to the in-memory state.
-pub(crate) trait Apply {
-    /// Applies one record; an error means the record is invalid and is skipped (and reported).
-    fn apply(&mut self, entry: Entry<'_>) -> Result<()>;
+/// Snapshots larger than this are read by several threads at once.
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
+/// The most threads that read one snapshot.
+const MAX_READERS: usize = 4;
+
+/// Applies replayed records to the in-memory state. Shared by the threads that read a snapshot.
+pub(crate) trait Apply: Sync {
+    /// Applies one record; an error means the record cannot be applied and is skipped (and
+    /// reported).
+    fn apply(&self, change: Change) -> Result<()>;
 }
 
 /// One piece of damage found while opening.
@@ -55,7 +61,7 @@ pub(crate) struct Recovered {
 /// # Errors
 /// `Serialization` for a file written by an unknown format version (it is never overwritten);
 /// `ProviderConnection` for I/O errors.
-pub(crate) fn recover(dir: &StorageDir, sink: &mut dyn Apply) -> Result<Recovered> {
+pub(crate) fn recover(dir: &StorageDir, sink: &dyn Apply) -> Result<Recovered> {
     let listing = dir.list()?;
     remove_leftovers(dir, &listing)?;
     let mut out = Recovered::default();
@@ -80,9 +86,16 @@ pub(crate) fn recover(dir: &StorageDir, sink: &mut dyn Apply) -> Result<Recovere
         .copied()
         .filter(|&n| n >= base)
         .collect();
+    let mut empty = Vec::new();
     for (i, &n) in journals.iter().enumerate() {
         let path = dir.journal_path(n);
         let bytes = read(&path)?;
+        if bytes.len() == HEADER_LEN && decode_header(&bytes).is_ok() {
+            // A segment that never received a record (the store was opened and closed without
+            // writing): nothing to replay, and removing it keeps such opens from piling up files.
+            empty.push(path);
+            continue;
+        }
         out.bytes_since_snapshot += bytes.len() as u64;
         let newest = i + 1 == journals.len();
         replay(
@@ -96,6 +109,12 @@ pub(crate) fn recover(dir: &StorageDir, sink: &mut dyn Apply) -> Result<Recovere
         )?;
     }
     out.next_segment = journals.last().map_or(base.max(1), |&n| n + 1);
+    if !empty.is_empty() {
+        for p in &empty {
+            fs::remove_file(p).map_err(|e| io_error("cannot remove", p, &e))?;
+        }
+        dir.sync()?;
+    }
     Ok(out)
 }
 
@@ -128,12 +147,23 @@ fn remove_leftovers(dir: &StorageDir, listing: &Listing) -> Result<()> {
     Ok(())
 }
 
+/// What reading one part of a file found.
+#[derive(Default)]
+struct Part {
+    records: u64,
+    end: Option<u64>,
+    /// Records skipped: offset, length, reason.
+    bad: Vec<(u64, u64, String)>,
+    damage: Vec<Damage>,
+    valid_end: u64,
+}
+
 fn replay(
     dir: &StorageDir,
     path: &Path,
     bytes: &[u8],
     expect: FileKind,
-    sink: &mut dyn Apply,
+    sink: &dyn Apply,
     out: &mut Recovered,
     newest: bool,
 ) -> Result<()> {
@@ -180,20 +210,114 @@ fn replay(
         }
     }
     let body = bytes.get(HEADER_LEN..).unwrap_or_default();
-    let mut frames = Frames::new(body, HEADER_LEN as u64);
-    let mut snapshot_end: Option<u64> = None;
-    let mut counted = 0u64;
-    let mut apply_one = |payload: &[u8], offset: u64, report: &mut dyn FnMut(u64, u64, String)| {
-        match records::decode(payload) {
-            Ok(Entry::SnapshotEnd { records }) => snapshot_end = Some(records),
-            Ok(entry) => {
-                counted += 1;
-                if let Err(e) = sink.apply(entry) {
-                    report(offset, 0, format!("invalid record: {}", e.message()));
-                }
-            }
-            Err(e) => report(offset, payload.len() as u64, e.message().to_owned()),
+    // A snapshot holds each thing once, so its records may be applied in any order: a large one is
+    // split on frame boundaries and read by several threads. Journal records must be applied in
+    // order, so a journal is read by this thread alone.
+    let readers = if expect == FileKind::Snapshot && body.len() >= PARALLEL_MIN_BYTES {
+        thread::available_parallelism().map_or(1, |n| n.get().min(MAX_READERS))
+    } else {
+        1
+    };
+    let parts = split(body, readers);
+    let results: Vec<Part> = if parts.len() == 1 {
+        vec![read_part(body, HEADER_LEN as u64, compressed, sink)]
+    } else {
+        thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|&(start, end)| {
+                    let part = body.get(start..end).unwrap_or_default();
+                    let base = (HEADER_LEN + start) as u64;
+                    scope.spawn(move || read_part(part, base, compressed, sink))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let last = results.len().saturating_sub(1);
+    let mut end = None;
+    let mut tail = None;
+    for (i, part) in results.into_iter().enumerate() {
+        out.records += part.records;
+        end = end.or(part.end);
+        for (offset, len, why) in part.bad {
+            report(offset, len, why);
         }
+        for d in &part.damage {
+            // Damage at the end of a part that is not the last one runs up to the next part.
+            let is_tail = d.tail && i == last;
+            let reason = if is_tail {
+                "torn or damaged tail"
+            } else {
+                "damaged record"
+            };
+            report(d.offset, d.len, reason.into());
+            if is_tail {
+                tail = Some(part.valid_end);
+            }
+        }
+    }
+    if expect == FileKind::Snapshot && end.is_none() {
+        report(
+            bytes.len() as u64,
+            0,
+            "snapshot has no end record; it may be incomplete".into(),
+        );
+    }
+    // Cut a torn tail off the newest segment so later opens do not report it again. The writer
+    // starts a new segment anyway, so nothing is appended after it.
+    if let Some(valid_end) = tail
+        && newest
+        && expect == FileKind::Journal
+    {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io_error("cannot open", path, &e))?;
+        f.set_len(valid_end)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_error("cannot truncate", path, &e))?;
+        dir.sync()?;
+    }
+    Ok(())
+}
+
+/// Up to `n` ranges of `body` that each start on a frame.
+fn split(body: &[u8], n: usize) -> Vec<(usize, usize)> {
+    let mut cuts = vec![0];
+    for i in 1..n {
+        let want = body.len() / n * i;
+        match Frames::frame_boundary(body, want.max(cuts.last().copied().unwrap_or(0) + 1)) {
+            Some(at) => cuts.push(at),
+            None => break,
+        }
+    }
+    cuts.dedup();
+    cuts.push(body.len());
+    cuts.windows(2).map(|w| (w[0], w[1])).collect()
+}
+
+/// Reads one part (starting at file offset `base`) and applies its records.
+fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply) -> Part {
+    let mut out = Part::default();
+    let mut frames = Frames::new(part, base);
+    let one = |payload: &[u8], offset: u64, out: &mut Part| match records::decode(payload)
+        .and_then(records::Entry::into_change)
+    {
+        Ok(Change::End(n)) => out.end = Some(n),
+        Ok(change) => {
+            out.records += 1;
+            if let Err(e) = sink.apply(change) {
+                out.bad
+                    .push((offset, 0, format!("invalid record: {}", e.message())));
+            }
+        }
+        Err(e) => out
+            .bad
+            .push((offset, payload.len() as u64, e.message().to_owned())),
     };
     while let Some(payload) = frames.next() {
         let offset = frames.valid_end() - payload.len() as u64;
@@ -202,50 +326,27 @@ fn replay(
                 Ok(block) if block.len() <= MAX_BLOCK => {
                     let mut inner = Frames::new(&block, 0);
                     for p in inner.by_ref() {
-                        apply_one(p, offset, &mut report);
+                        one(p, offset, &mut out);
                     }
                     for d in inner.damage() {
-                        report(offset, d.len, "damaged record in a compressed block".into());
+                        out.bad.push((
+                            offset,
+                            d.len,
+                            "damaged record in a compressed block".into(),
+                        ));
                     }
                 }
-                _ => report(
+                _ => out.bad.push((
                     offset,
                     payload.len() as u64,
                     "undecodable compressed block".into(),
-                ),
+                )),
             }
         } else {
-            apply_one(payload, offset, &mut report);
+            one(payload, offset, &mut out);
         }
     }
-    out.records += counted;
-    for d in frames.damage() {
-        let reason = if d.tail {
-            "torn or damaged tail"
-        } else {
-            "damaged record"
-        };
-        report(d.offset, d.len, reason.into());
-    }
-    if expect == FileKind::Snapshot && snapshot_end.is_none() {
-        report(
-            frames.valid_end(),
-            0,
-            "snapshot has no end record; it may be incomplete".into(),
-        );
-    }
-    // Cut a torn tail off the newest segment so later opens do not report it again. The writer
-    // starts a new segment anyway, so nothing is appended after it.
-    if newest && expect == FileKind::Journal && frames.damage().last().is_some_and(|d| d.tail) {
-        let end = frames.valid_end();
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| io_error("cannot open", path, &e))?;
-        f.set_len(end)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io_error("cannot truncate", path, &e))?;
-        dir.sync()?;
-    }
-    Ok(())
+    out.damage = frames.damage().to_vec();
+    out.valid_end = frames.valid_end();
+    out
 }

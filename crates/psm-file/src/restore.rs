@@ -7,21 +7,17 @@ use psm_core::Result;
 use crate::{
     compact::bad_backup,
     dir::{self, StorageDir, io_error, list},
-    records::Entry,
+    records::Change,
     recovery::{self, Apply},
 };
 
-/// Accepts every record: used to read a backup through before it replaces anything.
+/// Accepts every record (the decoder has validated it): used to read a backup through before it
+/// replaces anything.
 struct Check;
 
 impl Apply for Check {
-    fn apply(&mut self, entry: Entry<'_>) -> Result<()> {
-        match entry {
-            Entry::Session(e) => e.to_record().map(|_| ()),
-            Entry::User(e) => e.to_user().map(|_| ()),
-            Entry::Family(e) => e.to_record().map(|_| ()),
-            _ => Ok(()),
-        }
+    fn apply(&self, _: Change) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -55,9 +51,17 @@ pub(crate) fn restore(backup: &Path, storage_dir: &Path, mode: u32) -> Result<()
     // Read the copy through: a backup that cannot be opened must not replace anything.
     {
         let check = StorageDirView::new(&staging, mode)?;
-        recovery::recover(&check.0, &mut Check)
+        recovery::recover(&check.0, &Check)
             .map_err(|e| bad_backup(backup, &format!("it cannot be read: {}", e.message())))?;
     }
+    // The read-through may have tidied the copy (empty segments, a torn tail): move what is there.
+    let staged = list(&staging)?;
+    let names: Vec<String> = staged
+        .snapshots
+        .iter()
+        .map(|&n| dir::snapshot_name(n))
+        .chain(staged.journals.iter().map(|&n| dir::journal_name(n)))
+        .collect();
     // Move the current data files aside, then the backup's in.
     let current = target.list()?;
     let n = (0u32..)

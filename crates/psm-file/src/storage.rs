@@ -21,7 +21,7 @@ use crate::{
     compact::{self, StateSource},
     dir::StorageDir,
     journal::{Batch, Journal, WriterStart},
-    records::{Entry, metadata_json},
+    records::{Change, Entry, metadata_json},
     recovery::{self, Apply, DamageReport},
     stats::{self, StorageStats},
 };
@@ -366,11 +366,11 @@ impl Inner {
             self.clock.now(),
         )?);
         self.tables.clear();
-        let mut apply = Replay {
+        let apply = Replay {
             tables: &self.tables,
             now: self.clock.now(),
         };
-        let found = recovery::recover(&dir, &mut apply)?;
+        let found = recovery::recover(&dir, &apply)?;
         if !found.damage.is_empty() {
             tracing::warn!(
                 dir = %dir.root().display(),
@@ -420,6 +420,9 @@ impl Tables {
 
 impl StateSource for Tables {
     fn for_each_entry(&self, f: &mut dyn FnMut(&Entry<'_>)) {
+        f(&Entry::SnapshotStart {
+            sessions: self.sessions.len() as u64,
+        });
         self.sessions.for_each_live_session(|r| {
             let md = metadata_json(&r.metadata);
             f(&Entry::session(&r, &md));
@@ -442,37 +445,37 @@ struct Replay<'a> {
 }
 
 impl Apply for Replay<'_> {
-    fn apply(&mut self, entry: Entry<'_>) -> Result<()> {
+    fn apply(&self, change: Change) -> Result<()> {
         let t = self.tables;
-        match entry {
-            Entry::Session(e) => {
-                let record = e.to_record()?;
+        match change {
+            Change::Session(record) => {
                 // A record that is already expired only says the session is gone.
-                if e.expires().is_some_and(|x| x <= self.now.as_unix_micros()) {
+                if record.expires_at.is_some_and(|x| x <= self.now) {
                     t.sessions.remove(&record.id);
                 } else {
                     t.sessions.restore(record)?;
                 }
             }
-            Entry::SessionRemoved(id) => {
-                t.sessions.remove(psm_core::SessionIdRef::parse(id)?);
+            Change::SessionRemoved(id) => {
+                t.sessions.remove(&id);
             }
-            Entry::SessionsCleared => {
+            Change::SessionsCleared => {
                 t.sessions.clear_all_sessions();
             }
-            Entry::User(e) => t.users.restore(e.to_user()?)?,
-            Entry::UserRemoved(id) => {
-                t.users.delete_user(&psm_core::UserId::parse(id)?);
+            Change::User(user) => t.users.restore(user)?,
+            Change::UserRemoved(id) => {
+                t.users.delete_user(&id);
             }
-            Entry::Family(e) => t.tokens.restore_family(e.to_record()?),
-            Entry::FamilyRemoved(id) => {
-                t.tokens.remove_family(&psm_core::FamilyId::parse(id)?);
+            Change::Family(record) => t.tokens.restore_family(record),
+            Change::FamilyRemoved(id) => {
+                t.tokens.remove_family(&id);
             }
-            Entry::Epoch { user, epoch } => {
-                t.tokens
-                    .set_user_epoch(&psm_core::UserId::parse(user)?, epoch);
+            Change::Epoch(user, epoch) => t.tokens.set_user_epoch(&user, epoch),
+            Change::Expect(sessions) => {
+                t.sessions
+                    .reserve(usize::try_from(sessions).unwrap_or(usize::MAX));
             }
-            Entry::SnapshotEnd { .. } => {}
+            Change::End(_) => {}
         }
         Ok(())
     }
