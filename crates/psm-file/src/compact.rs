@@ -23,7 +23,7 @@ use psm_core::{Error, Result};
 use tokio::sync::oneshot;
 
 use crate::{
-    dir::{self, BACKUPS_DIR, StorageDir, TMP_SUFFIX, io_error},
+    dir::{self, BACKUPS_DIR, DELETING_SUFFIX, StorageDir, TMP_SUFFIX, io_error},
     format::{FLAG_COMPRESSED, FileKind, encode_header, push_frame},
     journal::{self, JournalStats, Msg},
     records::{self, Entry},
@@ -131,9 +131,13 @@ impl Job {
             let from = self.dir.root().join(f);
             let to = tmp.join(f);
             // Both files are immutable from here on, so a hard link is a copy that costs nothing.
-            fs::hard_link(&from, &to)
-                .or_else(|_| fs::copy(&from, &to).map(|_| ()))
-                .map_err(|e| io_error("cannot link into a backup", &to, &e))?;
+            if fs::hard_link(&from, &to).is_err() {
+                // A file system without hard links: a real, durable copy.
+                fs::copy(&from, &to)
+                    .and_then(|_| fs::File::open(&to))
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io_error("cannot copy into a backup", &to, &e))?;
+            }
         }
         dir::sync_dir(&tmp)?;
         fs::rename(&tmp, &target).map_err(|e| io_error("cannot rename", &tmp, &e))?;
@@ -216,15 +220,50 @@ fn emit(frames: &mut Vec<u8>, block: &mut Vec<u8>, compress: bool) {
     frames.clear();
 }
 
-/// Keeps the newest `keep` backups.
+/// Keeps the newest `keep` backups. Each one is renamed away before it is deleted, so a crash
+/// never leaves a partial backup under a backup's name.
 fn prune_backups(backups: &Path, keep: usize) -> Result<()> {
     let mut names = list_backups(backups)?;
     if names.len() > keep {
         let excess = names.len() - keep;
+        let mut doomed = Vec::new();
         for name in names.drain(..excess) {
-            let p = backups.join(name);
+            let from = backups.join(&name);
+            let to = backups.join(format!("{name}{DELETING_SUFFIX}"));
+            fs::rename(&from, &to).map_err(|e| io_error("cannot rename", &from, &e))?;
+            doomed.push(to);
+        }
+        dir::sync_dir(backups)?;
+        for p in doomed {
             fs::remove_dir_all(&p).map_err(|e| io_error("cannot remove", &p, &e))?;
         }
+        dir::sync_dir(backups)?;
+    }
+    Ok(())
+}
+
+/// Removes what an interrupted backup or prune left in `backups` (`*.tmp`, `*.deleting`).
+pub(crate) fn remove_backup_leftovers(backups: &Path) -> Result<()> {
+    let entries = match fs::read_dir(backups) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error("cannot list", backups, &e)),
+    };
+    let mut changed = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("cannot list", backups, &e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let ours = name.starts_with(BACKUP_PREFIX)
+            && (name.ends_with(TMP_SUFFIX) || name.ends_with(DELETING_SUFFIX));
+        if ours {
+            let p = entry.path();
+            fs::remove_dir_all(&p).map_err(|e| io_error("cannot remove", &p, &e))?;
+            changed = true;
+        }
+    }
+    if changed {
         dir::sync_dir(backups)?;
     }
     Ok(())
@@ -241,14 +280,21 @@ pub(crate) fn list_backups(backups: &Path) -> Result<Vec<String>> {
     for entry in entries {
         let entry = entry.map_err(|e| io_error("cannot list", backups, &e))?;
         if let Some(name) = entry.file_name().to_str()
-            && name.starts_with(BACKUP_PREFIX)
-            && !name.ends_with(TMP_SUFFIX)
+            && backup_number(name).is_some()
         {
             names.push(name.to_owned());
         }
     }
     names.sort_unstable();
     Ok(names)
+}
+
+/// The number of a complete backup's directory name (`backup-<20 digits>`).
+pub(crate) fn backup_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(BACKUP_PREFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 fn remove(path: &Path) -> Result<()> {

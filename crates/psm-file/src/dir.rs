@@ -23,6 +23,11 @@ const SNAPSHOT_PREFIX: &str = "snapshot-";
 const SNAPSHOT_SUFFIX: &str = ".psm";
 /// Suffix of files being written; they are renamed when complete and removed on open otherwise.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
+/// Suffix of backups being removed (renamed first, so a crash never leaves a partial backup
+/// under a backup's name).
+pub(crate) const DELETING_SUFFIX: &str = ".deleting";
+/// Where `restore_backup` prepares its snapshot; removed on open if a crash left it.
+pub(crate) const STAGING_DIR: &str = "restore-staging";
 
 /// An I/O error on `path` as a psm error.
 pub(crate) fn io_error(what: &str, path: &Path, e: &io::Error) -> Error {
@@ -172,7 +177,12 @@ pub(crate) fn list(root: &Path) -> Result<Listing> {
         let entry = entry.map_err(|e| io_error("cannot list", root, &e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(TMP_SUFFIX) {
+        if name
+            .strip_suffix(TMP_SUFFIX)
+            .and_then(|n| number(n, SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX))
+            .is_some()
+        {
+            // Only the store's own temporary names: anything else in the directory is left alone.
             out.temporary.push(entry.path());
         } else if let Some(n) = number(name, JOURNAL_PREFIX, JOURNAL_SUFFIX) {
             out.journals.push(n);
@@ -192,20 +202,33 @@ fn number(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
         .flatten()
 }
 
-/// Creates `path` (and missing parents) with mode 0700; an existing directory is left as it is.
+/// Creates `path` (and missing parents) with mode 0700, durably (each new directory's parent is
+/// fsynced); an existing directory is left as it is.
 pub(crate) fn create_dir(path: &Path) -> Result<()> {
     if path.is_dir() {
         return Ok(());
     }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_dir(parent)?;
+    }
     let mut b = fs::DirBuilder::new();
-    b.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt;
         b.mode(0o700);
     }
-    b.create(path)
-        .map_err(|e| io_error("cannot create directory", path, &e))
+    match b.create(path) {
+        Ok(()) => {}
+        // Created meanwhile by someone else: fine, it exists.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => return Ok(()),
+        Err(e) => return Err(io_error("cannot create directory", path, &e)),
+    }
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
 }
 
 fn open_options(mode: u32) -> OpenOptions {
@@ -280,6 +303,7 @@ mod tests {
         fs::write(t.join("journal-1.log"), b"").unwrap();
         fs::write(t.join("notes.txt"), b"").unwrap();
         fs::write(t.join("snapshot-00000000000000000009.psm.tmp"), b"").unwrap();
+        fs::write(t.join("notes.tmp"), b"").unwrap();
         let l = d.list().unwrap();
         assert_eq!(l.journals, [1, 7, u64::MAX]);
         assert_eq!(l.snapshots, [1, 7, u64::MAX]);

@@ -11,7 +11,8 @@ use std::{fs, path::Path, thread};
 use psm_core::{Error, ErrorKind, Result};
 
 use crate::{
-    dir::{Listing, StorageDir, io_error},
+    compact,
+    dir::{Listing, STAGING_DIR, StorageDir, io_error},
     format::{Damage, FLAG_COMPRESSED, FileKind, Frames, HEADER_LEN, HeaderError, decode_header},
     records::{self, Change},
 };
@@ -54,6 +55,10 @@ pub(crate) struct Recovered {
     pub(crate) snapshot_bytes: u64,
     pub(crate) records: u64,
     pub(crate) damage: Vec<DamageReport>,
+    /// The snapshot read, if any.
+    pub(crate) snapshot: Option<u64>,
+    /// The journal segments replayed (from the snapshot on), in order.
+    pub(crate) journals: Vec<u64>,
 }
 
 /// Reads the store in `dir` into `sink`.
@@ -62,12 +67,29 @@ pub(crate) struct Recovered {
 /// `Serialization` for a file written by an unknown format version (it is never overwritten);
 /// `ProviderConnection` for I/O errors.
 pub(crate) fn recover(dir: &StorageDir, sink: &dyn Apply) -> Result<Recovered> {
-    let listing = dir.list()?;
-    remove_leftovers(dir, &listing)?;
+    recover_at(dir.root(), Some(dir), sink)
+}
+
+/// Reads the store in `root` into `sink` without changing anything on disk (no leftovers
+/// removed, no torn tail cut): how a backup is checked before it is restored.
+///
+/// # Errors
+/// As [`recover`].
+pub(crate) fn read_only(root: &Path, sink: &dyn Apply) -> Result<Recovered> {
+    recover_at(root, None, sink)
+}
+
+/// Reads `root`; `dir` is the same directory, open and locked, when it may be tidied.
+fn recover_at(root: &Path, dir: Option<&StorageDir>, sink: &dyn Apply) -> Result<Recovered> {
+    let listing = crate::dir::list(root)?;
+    if let Some(dir) = dir {
+        remove_leftovers(dir, &listing)?;
+    }
     let mut out = Recovered::default();
     let base = listing.snapshots.last().copied().unwrap_or(0);
+    out.snapshot = listing.snapshots.last().copied();
     if let Some(&n) = listing.snapshots.last() {
-        let path = dir.snapshot_path(n);
+        let path = root.join(crate::dir::snapshot_name(n));
         let bytes = read(&path)?;
         out.snapshot_bytes = bytes.len() as u64;
         replay(
@@ -88,7 +110,7 @@ pub(crate) fn recover(dir: &StorageDir, sink: &dyn Apply) -> Result<Recovered> {
         .collect();
     let mut empty = Vec::new();
     for (i, &n) in journals.iter().enumerate() {
-        let path = dir.journal_path(n);
+        let path = root.join(crate::dir::journal_name(n));
         let bytes = read(&path)?;
         if bytes.len() == HEADER_LEN && decode_header(&bytes).is_ok() {
             // A segment that never received a record (the store was opened and closed without
@@ -109,7 +131,10 @@ pub(crate) fn recover(dir: &StorageDir, sink: &dyn Apply) -> Result<Recovered> {
         )?;
     }
     out.next_segment = journals.last().map_or(base.max(1), |&n| n + 1);
-    if !empty.is_empty() {
+    out.journals = journals;
+    if let Some(dir) = dir
+        && !empty.is_empty()
+    {
         for p in &empty {
             fs::remove_file(p).map_err(|e| io_error("cannot remove", p, &e))?;
         }
@@ -122,9 +147,16 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| io_error("cannot read", path, &e))
 }
 
-/// Removes temporary files and the segments and snapshots the newest snapshot covers.
+/// Removes temporary files, an interrupted restore's staging directory, an interrupted backup or
+/// prune, and the segments and snapshots the newest snapshot covers.
 fn remove_leftovers(dir: &StorageDir, listing: &Listing) -> Result<()> {
     let mut changed = false;
+    let staging = dir.root().join(STAGING_DIR);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| io_error("cannot remove", &staging, &e))?;
+        changed = true;
+    }
+    compact::remove_backup_leftovers(&dir.backups())?;
     for p in &listing.temporary {
         fs::remove_file(p).map_err(|e| io_error("cannot remove", p, &e))?;
         changed = true;
@@ -159,7 +191,7 @@ struct Part {
 }
 
 fn replay(
-    dir: &StorageDir,
+    dir: Option<&StorageDir>,
     path: &Path,
     bytes: &[u8],
     expect: FileKind,
@@ -198,8 +230,11 @@ fn replay(
         Err(HeaderError::NotAStore) if bytes.len() < HEADER_LEN && newest => {
             // A segment whose creation was cut short holds nothing: remove it.
             report(0, bytes.len() as u64, "torn segment header".into());
-            fs::remove_file(path).map_err(|e| io_error("cannot remove", path, &e))?;
-            return dir.sync();
+            if let Some(dir) = dir {
+                fs::remove_file(path).map_err(|e| io_error("cannot remove", path, &e))?;
+                dir.sync()?;
+            }
+            return Ok(());
         }
         Err(HeaderError::NotAStore) => {
             report(
@@ -270,6 +305,7 @@ fn replay(
     // Cut a torn tail off the newest segment so later opens do not report it again. The writer
     // starts a new segment anyway, so nothing is appended after it.
     if let Some(valid_end) = tail
+        && let Some(dir) = dir
         && newest
         && expect == FileKind::Journal
     {

@@ -1,99 +1,95 @@
 //! Restoring a backup into a (closed) storage directory.
+//!
+//! The backup is read completely, without changing it, and refused if anything in it is damaged
+//! or missing. Its state is then written into the storage directory as one new snapshot, numbered
+//! above every file the directory and its backups hold. The snapshot's rename is the single
+//! commit point: before it, the directory is untouched; after it, the snapshot is the newest one,
+//! and every older file is a leftover that the next open removes (this function removes them at
+//! once). A crash at any moment leaves either the old store or the restored one.
 
-use std::{fs, path::Path};
+use std::{fs, path::Path, sync::Arc};
 
-use psm_core::Result;
+use psm_core::{Result, SystemClock};
+use psm_tables::{CacheTable, SessionTable, TableConfig, TokenTable, UserTable};
 
 use crate::{
-    compact::bad_backup,
-    dir::{self, StorageDir, io_error, list},
-    records::Change,
-    recovery::{self, Apply},
+    compact::{self, bad_backup},
+    dir::{self, StorageDir, io_error},
+    recovery,
+    storage::{PROVIDER, Replay, Tables},
 };
 
-/// Accepts every record (the decoder has validated it): used to read a backup through before it
-/// replaces anything.
-struct Check;
-
-impl Apply for Check {
-    fn apply(&self, _: Change) -> Result<()> {
-        Ok(())
-    }
-}
-
 pub(crate) fn restore(backup: &Path, storage_dir: &Path, mode: u32) -> Result<()> {
-    let files = list(backup).map_err(|_| bad_backup(backup, "cannot list it"))?;
-    if files.snapshots.is_empty() {
+    let files = dir::list(backup).map_err(|_| bad_backup(backup, "cannot list it"))?;
+    let Some(&base) = files.snapshots.last() else {
         return Err(bad_backup(backup, "it holds no snapshot"));
+    };
+    let clock = Arc::new(SystemClock);
+    let tables = Tables {
+        sessions: SessionTable::with_clock(
+            TableConfig {
+                provider: PROVIDER,
+                ..TableConfig::default()
+            },
+            clock,
+        ),
+        users: UserTable::default(),
+        tokens: TokenTable::default(),
+        cache: CacheTable::default(),
+    };
+    let now = psm_core::Clock::now(&SystemClock);
+    let found = recovery::read_only(backup, &Replay::new(&tables, now))?;
+    if let Some(d) = found.damage.first() {
+        return Err(bad_backup(
+            backup,
+            &format!(
+                "{} is damaged at offset {}: {} ({} problems in all)",
+                d.file,
+                d.offset,
+                d.reason,
+                found.damage.len()
+            ),
+        ));
     }
-    // Lock the target first: restoring under an open store would corrupt it.
-    let target = StorageDir::open(storage_dir, mode, psm_core::Timestamp::UNIX_EPOCH)?;
-    let staging = storage_dir.join("restore.tmp");
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(|e| io_error("cannot remove", &staging, &e))?;
-    }
-    dir::create_dir(&staging)?;
-    let names: Vec<String> = files
-        .snapshots
+    let contiguous = found
+        .journals
         .iter()
-        .map(|&n| dir::snapshot_name(n))
-        .chain(files.journals.iter().map(|&n| dir::journal_name(n)))
-        .collect();
-    for name in &names {
-        let from = backup.join(name);
-        let to = staging.join(name);
-        fs::copy(&from, &to).map_err(|e| io_error("cannot copy", &from, &e))?;
-        fs::File::open(&to)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io_error("cannot sync", &to, &e))?;
+        .zip(base..)
+        .all(|(&have, want)| have == want);
+    if !contiguous || found.journals.first() != Some(&base) {
+        return Err(bad_backup(
+            backup,
+            "its journal segments do not run on from its snapshot",
+        ));
     }
-    dir::sync_dir(&staging)?;
-    // Read the copy through: a backup that cannot be opened must not replace anything.
-    {
-        let check = StorageDirView::new(&staging, mode)?;
-        recovery::recover(&check.0, &Check)
-            .map_err(|e| bad_backup(backup, &format!("it cannot be read: {}", e.message())))?;
-    }
-    // The read-through may have tidied the copy (empty segments, a torn tail): move what is there.
-    let staged = list(&staging)?;
-    let names: Vec<String> = staged
-        .snapshots
-        .iter()
-        .map(|&n| dir::snapshot_name(n))
-        .chain(staged.journals.iter().map(|&n| dir::journal_name(n)))
-        .collect();
-    // Move the current data files aside, then the backup's in.
+
+    // Lock the target: restoring under an open store would corrupt it.
+    let target = StorageDir::open(storage_dir, mode, now)?;
     let current = target.list()?;
-    let n = (0u32..)
-        .find(|i| !storage_dir.join(format!("replaced-{i}")).exists())
-        .unwrap_or(0);
-    let aside = storage_dir.join(format!("replaced-{n}"));
-    dir::create_dir(&aside)?;
-    let current_names = current
+    let highest_backup = compact::list_backups(&target.backups())?
+        .iter()
+        .filter_map(|n| compact::backup_number(n))
+        .max();
+    let highest = current
         .snapshots
         .iter()
-        .map(|&n| dir::snapshot_name(n))
-        .chain(current.journals.iter().map(|&n| dir::journal_name(n)));
-    for name in current_names {
-        let from = storage_dir.join(&name);
-        fs::rename(&from, aside.join(&name)).map_err(|e| io_error("cannot move", &from, &e))?;
+        .chain(&current.journals)
+        .chain(&files.snapshots)
+        .chain(&files.journals)
+        .copied()
+        .chain(highest_backup)
+        .max()
+        .unwrap_or(0);
+    let number = highest.saturating_add(1);
+    // The commit point: once this snapshot is renamed into place, it is the store.
+    compact::write_snapshot(&target, &target.snapshot_path(number), &tables, false)?;
+    let old = current
+        .snapshots
+        .iter()
+        .map(|&n| target.snapshot_path(n))
+        .chain(current.journals.iter().map(|&n| target.journal_path(n)));
+    for p in old {
+        fs::remove_file(&p).map_err(|e| io_error("cannot remove", &p, &e))?;
     }
-    dir::sync_dir(&aside)?;
-    for name in &names {
-        let from = staging.join(name);
-        fs::rename(&from, storage_dir.join(name))
-            .map_err(|e| io_error("cannot move", &from, &e))?;
-    }
-    target.sync()?;
-    fs::remove_dir_all(&staging).map_err(|e| io_error("cannot remove", &staging, &e))?;
     target.sync()
-}
-
-/// A locked view of the staging directory, so the read-through uses the normal open path.
-struct StorageDirView(StorageDir);
-
-impl StorageDirView {
-    fn new(path: &Path, mode: u32) -> Result<Self> {
-        StorageDir::open(path, mode, psm_core::Timestamp::UNIX_EPOCH).map(Self)
-    }
 }

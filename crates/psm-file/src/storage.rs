@@ -214,12 +214,17 @@ impl FileStorage {
 
     /// Replaces the store in `storage_dir` with the backup in `backup` (a directory listed by
     /// [`list_backups`](Self::list_backups)). The store must be closed: the directory's lock is
-    /// taken for the restore. The backup is read completely first; the replaced data files are
-    /// moved to `storage_dir/replaced-<n>` rather than deleted.
+    /// taken for the restore.
+    ///
+    /// The backup is read completely, without changing it, and refused if anything in it is
+    /// damaged or missing. Its state then becomes one new snapshot of the store, renamed into place
+    /// as the single commit point, so a crash leaves either the old store or the restored one. The
+    /// replaced data is deleted (the other backups stay): back up first if you may want it.
     ///
     /// # Errors
-    /// `Concurrency` if the store is open; `ProviderConfiguration` if `backup` is not a backup;
-    /// `ProviderConnection` for I/O errors.
+    /// `Concurrency` if the store is open; `ProviderConfiguration` if `backup` is not a complete,
+    /// undamaged backup; `Serialization` for a backup of a newer format; `ProviderConnection` for
+    /// I/O errors.
     pub fn restore_backup(backup: &Path, storage_dir: &Path, file_permissions: u32) -> Result<()> {
         crate::restore::restore(backup, storage_dir, file_permissions)
     }
@@ -439,9 +444,16 @@ impl StateSource for Tables {
 }
 
 /// Applies replayed records to the tables.
-struct Replay<'a> {
+pub(crate) struct Replay<'a> {
     tables: &'a Tables,
     now: Timestamp,
+}
+
+impl<'a> Replay<'a> {
+    /// Replays into `tables`, dropping sessions that expired before `now`.
+    pub(crate) fn new(tables: &'a Tables, now: Timestamp) -> Self {
+        Self { tables, now }
+    }
 }
 
 impl Apply for Replay<'_> {

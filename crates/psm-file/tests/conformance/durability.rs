@@ -458,11 +458,99 @@ async fn backups_are_consistent_rotated_and_restorable() {
             "{id}"
         );
     }
+    // Backups taken after a restore are numbered above every older one: listed last, kept.
+    r.store_permissions(sid("e"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    let after = restored.backup().await.unwrap();
+    assert!(after.exists());
+    assert_eq!(restored.list_backups().unwrap().last(), Some(&after));
     let not_a_backup = tmp.path().join("nothing-here");
     fs::create_dir(&not_a_backup).unwrap();
     restored.close();
     let e = FileStorage::restore_backup(&not_a_backup, tmp.path(), 0o600).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ProviderConfiguration);
+
+    // A damaged backup is refused and the store is left as it was.
+    let journal = fs::read_dir(&after)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".log") && fs::metadata(p).unwrap().len() > 16)
+        .unwrap_or_else(|| {
+            fs::read_dir(&after)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().ends_with(".psm"))
+                .unwrap()
+        });
+    let mut bytes = fs::read(&journal).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0xff;
+    // The backup's files are hard links of the store's: write a copy, not through the link.
+    fs::remove_file(&journal).unwrap();
+    fs::write(&journal, &bytes).unwrap();
+    let e = FileStorage::restore_backup(&after, tmp.path(), 0o600).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ProviderConfiguration, "{e}");
+    assert!(e.message().contains("damaged"), "{e}");
+    let same = open_at(tmp.path(), &ManualClock::at_2024());
+    assert!(
+        same.sessions()
+            .check_permission(sid("e"), perm("read"))
+            .await
+            .unwrap()
+    );
+}
+
+/// What a crash can leave behind is tidied on open; files that are not the store's are not.
+#[tokio::test]
+async fn leftovers_of_interrupted_work_are_removed_and_strangers_kept() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    let storage = open_at(tmp.path(), &clock);
+    storage
+        .sessions()
+        .store_permissions(sid("a"), session("alice", &["read"]))
+        .await
+        .unwrap();
+    storage.backup().await.unwrap();
+    storage.close();
+    let root = tmp.path();
+    fs::write(
+        root.join("snapshot-00000000000000000099.psm.tmp"),
+        b"partial",
+    )
+    .unwrap();
+    fs::write(
+        root.join("journal-00000000000000000000.log"),
+        b"covered by the snapshot",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("restore-staging/x")).unwrap();
+    fs::create_dir_all(root.join("backups/backup-00000000000000000098.tmp")).unwrap();
+    fs::create_dir_all(root.join("backups/backup-00000000000000000001.deleting")).unwrap();
+    fs::write(root.join("notes.tmp"), b"mine").unwrap();
+    fs::write(root.join("README"), b"mine").unwrap();
+    let again = open_at(root, &clock);
+    assert!(again.damage().is_empty(), "{:?}", again.damage());
+    for gone in [
+        "snapshot-00000000000000000099.psm.tmp",
+        "journal-00000000000000000000.log",
+        "restore-staging",
+        "backups/backup-00000000000000000098.tmp",
+        "backups/backup-00000000000000000001.deleting",
+    ] {
+        assert!(!root.join(gone).exists(), "{gone} was left");
+    }
+    assert_eq!(fs::read(root.join("notes.tmp")).unwrap(), b"mine");
+    assert_eq!(fs::read(root.join("README")).unwrap(), b"mine");
+    assert_eq!(again.list_backups().unwrap().len(), 1);
+    assert!(
+        again
+            .sessions()
+            .check_permission(sid("a"), perm("read"))
+            .await
+            .unwrap()
+    );
 }
 
 /// Ids and permissions that would be dangerous as file names are stored, found again after a
