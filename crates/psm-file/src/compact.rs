@@ -84,7 +84,11 @@ impl Job {
 
     fn work(&self) -> Result<Outcome> {
         let path = self.dir.snapshot_path(self.base);
-        let snapshot_bytes = write_snapshot(&self.dir, &path, &*self.source, self.compress)?;
+        // The snapshot may hold changes applied but not yet fsynced: make them durable before the
+        // snapshot may become the store (and give up if the journal has failed meanwhile).
+        let barrier = || journal::barrier(&self.writer);
+        let snapshot_bytes =
+            write_snapshot(&self.dir, &path, &*self.source, self.compress, &barrier)?;
         self.stats.compactions.fetch_add(1, Ordering::Relaxed);
         self.stats.file_operations.fetch_add(3, Ordering::Relaxed);
         self.remove_covered()?;
@@ -148,13 +152,14 @@ impl Job {
     }
 }
 
-/// Writes a complete snapshot of `source` to `path` (through a temporary file) and returns its
-/// size.
+/// Writes a complete snapshot of `source` to `path` (through a temporary file, fsynced, then
+/// `before_commit`, then renamed into place) and returns its size.
 pub(crate) fn write_snapshot(
     dir: &StorageDir,
     path: &Path,
     source: &dyn StateSource,
     compress: bool,
+    before_commit: &dyn Fn() -> Result<()>,
 ) -> Result<u64> {
     let tmp = path.with_extension(format!("psm{TMP_SUFFIX}"));
     if tmp.exists() {
@@ -202,6 +207,10 @@ pub(crate) fn write_snapshot(
         .map_err(|e| io_error("cannot stat", &tmp, &e))?
         .len();
     drop(file);
+    if let Err(e) = before_commit() {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path).map_err(|e| io_error("cannot rename", &tmp, &e))?;
     dir.sync()?;
     Ok(size)

@@ -92,15 +92,17 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
     Ok(Header { kind, flags: h[11] })
 }
 
-/// Appends one frame to `out`; `write` appends the payload.
-pub(crate) fn push_frame(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+/// Appends one frame to `out`; `write` appends the payload. Returns `false`, appending nothing,
+/// when the payload is larger than [`MAX_PAYLOAD`] (a reader would refuse it as damage).
+pub(crate) fn push_frame(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> bool {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEADER]);
     write(out);
     let len = out.len() - start - FRAME_HEADER;
-    // A payload over u32::MAX cannot be produced by validated input (see MAX_PAYLOAD); saturate
-    // so the reader reports it as damage instead of misreading the length.
-    let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+    let Some(len32) = u32::try_from(len).ok().filter(|_| len <= MAX_PAYLOAD) else {
+        out.truncate(start);
+        return false;
+    };
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&len32.to_le_bytes());
     hasher.update(&out[start + FRAME_HEADER..]);
@@ -108,6 +110,7 @@ pub(crate) fn push_frame(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     out[start..start + 4].copy_from_slice(&MARK.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&len32.to_le_bytes());
     out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+    true
 }
 
 /// A stretch of a file that held no valid frame.
@@ -247,7 +250,7 @@ mod tests {
     fn body(payloads: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         for p in payloads {
-            push_frame(&mut out, |o| o.extend_from_slice(p));
+            assert!(push_frame(&mut out, |o| o.extend_from_slice(p)));
         }
         out
     }
@@ -273,6 +276,13 @@ mod tests {
         let e = decode_header(&newer).unwrap_err();
         assert_eq!(e, HeaderError::Version(2));
         assert!(e.to_string().contains("version 2"));
+    }
+
+    #[test]
+    fn an_oversized_payload_is_refused_and_leaves_nothing() {
+        let mut out = vec![1, 2, 3];
+        assert!(!push_frame(&mut out, |o| o.resize(o.len() + MAX_PAYLOAD + 1, 7)));
+        assert_eq!(out, [1, 2, 3]);
     }
 
     #[test]

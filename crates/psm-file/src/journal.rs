@@ -17,7 +17,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
         mpsc,
     },
     thread,
@@ -42,14 +42,35 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 pub(crate) struct Batch {
     buf: Vec<u8>,
     records: u64,
+    /// A record was too large to write; the batch fails and the store stops taking writes.
+    oversized: bool,
 }
 
 impl Batch {
     /// Appends one record.
     pub(crate) fn push(&mut self, entry: &Entry<'_>) {
-        push_frame(&mut self.buf, |out| records::encode(entry, out));
-        self.records += 1;
+        if push_frame(&mut self.buf, |out| records::encode(entry, out)) {
+            self.records += 1;
+        } else {
+            self.oversized = true;
+        }
     }
+}
+
+/// The store's state, shared by the storage handle (which checks it on every call) and the
+/// writer (which marks it failed).
+pub(crate) const CLOSED: u8 = 0;
+/// Open and healthy.
+pub(crate) const OPEN: u8 = 1;
+/// A journal write failed: memory may hold changes that are not on disk.
+pub(crate) const FAILED: u8 = 2;
+
+/// The error of a store whose journal could not be written. Not retryable: only reopening
+/// (which replays what is really on disk) makes the store consistent again.
+pub(crate) fn failed(why: &str) -> Error {
+    Error::provider(format!(
+        "file store stopped after a journal write failed ({why}); close and reopen it"
+    ))
 }
 
 /// A submitted write: applied on the writer thread, answered after the batch is durable.
@@ -93,6 +114,9 @@ pub(crate) enum Msg {
     /// Sent by the compaction thread when it has written its snapshot: seal the current segment
     /// (for a consistent backup) and answer with the segment that was sealed.
     Seal(mpsc::Sender<Result<u64>>),
+    /// Sent by the compaction thread before it renames its snapshot into place: make every applied
+    /// change durable, and answer whether the journal is healthy.
+    Barrier(mpsc::Sender<Result<()>>),
     CompactionDone(Result<compact::Outcome>),
     Stop(mpsc::Sender<()>),
 }
@@ -116,7 +140,7 @@ pub(crate) struct JournalStats {
 pub(crate) struct Journal {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     stats: Arc<JournalStats>,
-    poisoned: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
@@ -133,6 +157,8 @@ pub(crate) struct WriterStart {
     pub(crate) max_backup_files: usize,
     pub(crate) compress: bool,
     pub(crate) source: Arc<dyn StateSource>,
+    /// The store's state ([`OPEN`], [`FAILED`], …), marked failed by the writer.
+    pub(crate) state: Arc<AtomicU8>,
 }
 
 impl Journal {
@@ -141,7 +167,7 @@ impl Journal {
         let file = new_segment(&start.dir, start.segment)?;
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(JournalStats::default());
-        let poisoned = Arc::new(AtomicBool::new(false));
+        let state = start.state;
         let writer = Writer {
             file,
             segment: start.segment,
@@ -154,7 +180,7 @@ impl Journal {
             dir: start.dir,
             source: start.source,
             stats: Arc::clone(&stats),
-            poisoned: Arc::clone(&poisoned),
+            state: Arc::clone(&state),
             failure: None,
             self_tx: tx.clone(),
             compacting: None,
@@ -167,7 +193,7 @@ impl Journal {
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             stats,
-            poisoned,
+            state,
             thread: Mutex::new(Some(handle)),
         })
     }
@@ -228,7 +254,7 @@ impl Journal {
 
     /// Whether a write failed (the store then refuses writes until reopened).
     pub(crate) fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Relaxed)
+        self.state.load(Ordering::Acquire) == FAILED
     }
 
     pub(crate) fn stats(&self) -> &JournalStats {
@@ -269,7 +295,7 @@ struct Writer {
     compress: bool,
     source: Arc<dyn StateSource>,
     stats: Arc<JournalStats>,
-    poisoned: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     failure: Option<Error>,
     /// Handed to the compaction thread so it can ask for a seal and report its end.
     self_tx: mpsc::Sender<Msg>,
@@ -302,6 +328,12 @@ impl Writer {
                         self.flush(&mut batch, &mut work);
                         let _ = reply.send(self.rotate());
                     }
+                    Msg::Barrier(reply) => {
+                        // Everything applied so far (and so visible to a snapshot) is made
+                        // durable before the snapshot may become the store.
+                        self.flush(&mut batch, &mut work);
+                        let _ = reply.send(self.health());
+                    }
                     Msg::CompactionDone(result) => self.compaction_done(result),
                     Msg::Stop(done) => stop = Some(done),
                 }
@@ -328,6 +360,9 @@ impl Writer {
             match rx.recv_timeout(std::time::Duration::from_millis(5)) {
                 Ok(Msg::Seal(reply)) => {
                     let _ = reply.send(self.rotate());
+                }
+                Ok(Msg::Barrier(reply)) => {
+                    let _ = reply.send(self.health());
                 }
                 Ok(Msg::CompactionDone(result)) => {
                     self.pending.clear();
@@ -365,13 +400,23 @@ impl Writer {
         if work.is_empty() && batch.buf.is_empty() {
             return;
         }
+        if batch.oversized && self.failure.is_none() {
+            self.fail(failed("a record is larger than 16 MiB"));
+        }
         let result = match &self.failure {
             Some(e) => Err(copy_error(e)),
             None if batch.buf.is_empty() => Ok(()),
-            None => self.write(&batch.buf, batch.records),
+            None => {
+                let records = batch.records;
+                push_frame(&mut batch.buf, |out| {
+                    records::encode(&Entry::Commit { records }, out);
+                });
+                self.write(&batch.buf, records)
+            }
         };
         batch.buf.clear();
         batch.records = 0;
+        batch.oversized = false;
         for w in work.drain(..) {
             w.finish(copy_result(&result));
         }
@@ -397,12 +442,24 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                let err = io_error("cannot write the journal", &path, &e);
-                tracing::error!(error = %err, "file store: journal write failed; refusing writes until reopened");
-                self.failure = Some(copy_error(&err));
-                self.poisoned.store(true, Ordering::Relaxed);
+                let err = failed(&format!("{}: {e}", path.display()));
+                self.fail(copy_error(&err));
                 Err(err)
             }
+        }
+    }
+
+    /// Stops taking writes: memory may now hold changes the disk does not.
+    fn fail(&mut self, err: Error) {
+        tracing::error!(error = %err, "file store: journal write failed; refusing every call until reopened");
+        self.state.store(FAILED, Ordering::Release);
+        self.failure = Some(err);
+    }
+
+    fn health(&self) -> Result<()> {
+        match &self.failure {
+            Some(e) => Err(copy_error(e)),
+            None => Ok(()),
         }
     }
 
@@ -420,10 +477,9 @@ impl Writer {
                 Ok(sealed)
             }
             Err(e) => {
-                tracing::error!(error = %e, "file store: cannot start a journal segment");
-                self.failure = Some(copy_error(&e));
-                self.poisoned.store(true, Ordering::Relaxed);
-                Err(e)
+                let err = failed(e.message());
+                self.fail(copy_error(&err));
+                Err(err)
             }
         }
     }
@@ -518,6 +574,13 @@ impl Writer {
 pub(crate) fn seal(writer: &mpsc::Sender<Msg>) -> Result<u64> {
     let (tx, rx) = mpsc::channel();
     writer.send(Msg::Seal(tx)).map_err(|_| stopped())?;
+    rx.recv().map_err(|_| stopped())?
+}
+
+/// Waits until every change applied so far is durable; fails when the journal has failed.
+pub(crate) fn barrier(writer: &mpsc::Sender<Msg>) -> Result<()> {
+    let (tx, rx) = mpsc::channel();
+    writer.send(Msg::Barrier(tx)).map_err(|_| stopped())?;
     rx.recv().map_err(|_| stopped())?
 }
 

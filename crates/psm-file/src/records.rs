@@ -4,7 +4,8 @@
 //! one thing (a session, a user, a token family, an epoch) or its removal, so replaying records
 //! in order over any older state (a snapshot taken while writes went on, say) ends in the state
 //! the last record of each thing describes. The variant order is part of the format: append new
-//! variants, never reorder or remove one without raising the format version.
+//! variants only together with a new format version, never reorder or remove one: a reader of an
+//! older version would take an unknown variant for damage.
 
 use psm_core::{
     Email, Error, FamilyId, Metadata, PasswordHash, Permission, PermissionList, Result, SessionId,
@@ -50,6 +51,13 @@ pub(crate) enum Entry<'a> {
         /// Sessions in the snapshot.
         sessions: u64,
     },
+    /// The last record of every journal batch: the batch's record count. Records after the last
+    /// commit of the newest segment belong to a batch whose fsync never completed (never
+    /// acknowledged) and are not applied.
+    Commit {
+        /// Records in the batch before this one.
+        records: u64,
+    },
 }
 
 /// A decoded and validated record, owned, ready to apply to the tables.
@@ -67,6 +75,8 @@ pub(crate) enum Change {
     Expect(u64),
     /// A snapshot's end and its record count.
     End(u64),
+    /// A journal batch's end and its record count.
+    Commit(u64),
 }
 
 impl Entry<'_> {
@@ -84,6 +94,7 @@ impl Entry<'_> {
             Self::Epoch { user, epoch } => Change::Epoch(UserId::parse(user)?, epoch),
             Self::SnapshotStart { sessions } => Change::Expect(sessions),
             Self::SnapshotEnd { records } => Change::End(records),
+            Self::Commit { records } => Change::Commit(records),
         })
     }
 }

@@ -188,6 +188,10 @@ struct Part {
     bad: Vec<(u64, u64, String)>,
     damage: Vec<Damage>,
     valid_end: u64,
+    /// Journals: where the last committed batch ends.
+    committed_end: u64,
+    /// Journals: records after the last commit.
+    uncommitted: Vec<(u64, Change)>,
 }
 
 fn replay(
@@ -254,8 +258,15 @@ fn replay(
         1
     };
     let parts = split(body, readers);
+    let journal = expect == FileKind::Journal;
     let results: Vec<Part> = if parts.len() == 1 {
-        vec![read_part(body, HEADER_LEN as u64, compressed, sink)]
+        vec![read_part(
+            body,
+            HEADER_LEN as u64,
+            compressed,
+            sink,
+            journal,
+        )]
     } else {
         thread::scope(|scope| {
             let handles: Vec<_> = parts
@@ -263,7 +274,7 @@ fn replay(
                 .map(|&(start, end)| {
                     let part = body.get(start..end).unwrap_or_default();
                     let base = (HEADER_LEN + start) as u64;
-                    scope.spawn(move || read_part(part, base, compressed, sink))
+                    scope.spawn(move || read_part(part, base, compressed, sink, false))
                 })
                 .collect();
             handles
@@ -275,7 +286,35 @@ fn replay(
     let last = results.len().saturating_sub(1);
     let mut end = None;
     let mut tail = None;
-    for (i, part) in results.into_iter().enumerate() {
+    for (i, mut part) in results.into_iter().enumerate() {
+        if !part.uncommitted.is_empty() {
+            let n = part.uncommitted.len();
+            let offset = part.uncommitted.first().map_or(0, |(o, _)| *o);
+            if newest {
+                // Written but never fsynced to the end, so never acknowledged: not applied.
+                report(
+                    offset,
+                    part.valid_end.saturating_sub(offset),
+                    format!(
+                        "torn tail: a batch of {n} records whose commit never reached the disk"
+                    ),
+                );
+                tail = Some(part.committed_end);
+            } else {
+                // An older segment always ends with a commit; its loss is damage, not a crash.
+                report(
+                    offset,
+                    0,
+                    format!("damaged record: a batch of {n} records lost its commit"),
+                );
+                for (offset, change) in part.uncommitted.drain(..) {
+                    part.records += 1;
+                    if let Err(e) = sink.apply(change) {
+                        report(offset, 0, format!("invalid record: {}", e.message()));
+                    }
+                }
+            }
+        }
         out.records += part.records;
         end = end.or(part.end);
         for (offset, len, why) in part.bad {
@@ -291,7 +330,11 @@ fn replay(
             };
             report(d.offset, d.len, reason.into());
             if is_tail {
-                tail = Some(part.valid_end);
+                tail = Some(if journal {
+                    part.committed_end.min(part.valid_end)
+                } else {
+                    part.valid_end
+                });
             }
         }
     }
@@ -337,20 +380,39 @@ fn split(body: &[u8], n: usize) -> Vec<(usize, usize)> {
 }
 
 /// Reads one part (starting at file offset `base`) and applies its records.
-fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply) -> Part {
-    let mut out = Part::default();
+fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal: bool) -> Part {
+    let mut out = Part {
+        committed_end: base,
+        ..Part::default()
+    };
     let mut frames = Frames::new(part, base);
+    let apply = |out: &mut Part, offset: u64, change: Change| {
+        out.records += 1;
+        if let Err(e) = sink.apply(change) {
+            out.bad
+                .push((offset, 0, format!("invalid record: {}", e.message())));
+        }
+    };
     let one = |payload: &[u8], offset: u64, out: &mut Part| match records::decode(payload)
         .and_then(records::Entry::into_change)
     {
         Ok(Change::End(n)) => out.end = Some(n),
-        Ok(change) => {
-            out.records += 1;
-            if let Err(e) = sink.apply(change) {
-                out.bad
-                    .push((offset, 0, format!("invalid record: {}", e.message())));
+        Ok(Change::Commit(n)) => {
+            let batch = std::mem::take(&mut out.uncommitted);
+            if batch.len() as u64 != n {
+                out.bad.push((
+                    offset,
+                    0,
+                    format!("damaged batch: {} of its {n} records readable", batch.len()),
+                ));
             }
+            for (offset, change) in batch {
+                apply(out, offset, change);
+            }
+            out.committed_end = offset + payload.len() as u64;
         }
+        Ok(change) if journal => out.uncommitted.push((offset, change)),
+        Ok(change) => apply(out, offset, change),
         Err(e) => out
             .bad
             .push((offset, payload.len() as u64, e.message().to_owned())),

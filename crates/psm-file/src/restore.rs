@@ -82,7 +82,13 @@ pub(crate) fn restore(backup: &Path, storage_dir: &Path, mode: u32) -> Result<()
         .unwrap_or(0);
     let number = highest.saturating_add(1);
     // The commit point: once this snapshot is renamed into place, it is the store.
-    compact::write_snapshot(&target, &target.snapshot_path(number), &tables, false)?;
+    compact::write_snapshot(
+        &target,
+        &target.snapshot_path(number),
+        &tables,
+        false,
+        &|| Ok(()),
+    )?;
     let old = current
         .snapshots
         .iter()

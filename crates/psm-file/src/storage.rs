@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -20,7 +20,7 @@ use crate::{
     FileCache, FileConfig, FileStore, FileTokenStateStore, FileUserStore,
     compact::{self, StateSource},
     dir::StorageDir,
-    journal::{Batch, Journal, WriterStart},
+    journal::{Batch, CLOSED, Journal, OPEN, WriterStart, failed},
     records::{Change, Entry, metadata_json},
     recovery::{self, Apply, DamageReport},
     stats::{self, StorageStats},
@@ -54,7 +54,8 @@ pub(crate) struct Inner {
     clock: DynClock,
     pub(crate) tables: Tables,
     open: RwLock<Option<Opened>>,
-    is_open: AtomicBool,
+    /// Closed, open or failed (see `journal::OPEN`): one load on every call.
+    state: Arc<AtomicU8>,
     damage: Mutex<Vec<DamageReport>>,
     started: Timestamp,
     cleanup_runs: AtomicU64,
@@ -111,7 +112,7 @@ impl FileStorage {
             clock,
             tables,
             open: RwLock::new(None),
-            is_open: AtomicBool::new(false),
+            state: Arc::new(AtomicU8::new(CLOSED)),
             damage: Mutex::new(Vec::new()),
             started,
             cleanup_runs: AtomicU64::new(0),
@@ -146,9 +147,11 @@ impl FileStorage {
         FileCache::new(self.clone())
     }
 
-    /// Whether the directory is open (false after [`close`](Self::close)).
+    /// Whether the directory is open (false after [`close`](Self::close)). A store whose
+    /// journal failed is still open (it holds the directory) but refuses every call until it is
+    /// closed and reopened.
     pub fn is_open(&self) -> bool {
-        self.inner.is_open.load(Ordering::Acquire)
+        self.inner.state.load(Ordering::Acquire) != CLOSED
     }
 
     /// The damage found when the store was last opened (torn or corrupt records that were
@@ -288,12 +291,15 @@ impl Inner {
         self.clock.now()
     }
 
-    /// Fails with `ProviderNotInitialized` when closed.
+    /// Fails with `ProviderNotInitialized` when closed, and with `Provider` after a journal write
+    /// failed: memory may then hold changes that never reached the disk, so reads are refused
+    /// too until a reopen replays what the disk really holds.
+    #[inline]
     pub(crate) fn ensure_open(&self) -> Result<()> {
-        if self.is_open.load(Ordering::Acquire) {
-            Ok(())
-        } else {
-            Err(closed())
+        match self.state.load(Ordering::Acquire) {
+            OPEN => Ok(()),
+            CLOSED => Err(closed()),
+            _ => Err(failed("an earlier write could not be made durable")),
         }
     }
 
@@ -327,17 +333,19 @@ impl Inner {
     /// Removes expired sessions, token families and cache entries; takes a backup when enabled
     /// and something changed. Returns the expired sessions removed.
     pub(crate) async fn cleanup(&self) -> Result<u64> {
+        self.ensure_open()?;
         let now = self.now();
-        let removed = self
-            .write(move |t, batch| {
-                let sessions = t.sessions.cleanup();
-                for id in t.tokens.cleanup_expired_families(now) {
-                    batch.push(&Entry::FamilyRemoved(id.as_str()));
-                }
-                t.cache.purge_expired(now);
-                Ok(sessions)
-            })
-            .await?;
+        // Removing expired sessions needs no record (a replay drops them by their expiry), so it
+        // runs here rather than holding up the writer; removed families are journaled.
+        let removed = self.tables.sessions.cleanup();
+        self.tables.cache.purge_expired(now);
+        self.write(move |t, batch| {
+            for id in t.tokens.cleanup_expired_families(now) {
+                batch.push(&Entry::FamilyRemoved(id.as_str()));
+            }
+            Ok(())
+        })
+        .await?;
         self.cleanup_runs.fetch_add(1, Ordering::Relaxed);
         if self.config.enable_backup {
             let journal = self.journal()?;
@@ -350,7 +358,7 @@ impl Inner {
 
     fn close(&self) {
         let opened = self.open.write().take();
-        self.is_open.store(false, Ordering::Release);
+        self.state.store(CLOSED, Ordering::Release);
         if let Some(h) = self.cleaner.lock().take() {
             h.abort();
         }
@@ -394,12 +402,13 @@ impl Inner {
             max_backup_files: self.config.max_backup_files,
             compress: self.config.compress_files,
             source: Arc::new(self.tables.clone()),
+            state: Arc::clone(&self.state),
         })?;
         *open = Some(Opened {
             dir,
             journal: Arc::new(journal),
         });
-        self.is_open.store(true, Ordering::Release);
+        self.state.store(OPEN, Ordering::Release);
         Ok(())
     }
 }
@@ -487,7 +496,7 @@ impl Apply for Replay<'_> {
                 t.sessions
                     .reserve(usize::try_from(sessions).unwrap_or(usize::MAX));
             }
-            Change::End(_) => {}
+            Change::End(_) | Change::Commit(_) => {}
         }
         Ok(())
     }

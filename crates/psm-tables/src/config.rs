@@ -14,7 +14,9 @@ pub const DEFAULT_PROVIDER: &str = "memory";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableConfig {
     /// The most live sessions the table holds; `None` is unlimited. A new session beyond it fails
-    /// with `StorageQuotaExceeded` after expired sessions are purged.
+    /// with `StorageQuotaExceeded` after expired sessions are purged. A
+    /// [`restore`](crate::SessionTable::restore) is never refused by it, so a table rebuilt with a
+    /// lower quota than it was filled under may hold more until sessions go.
     pub max_sessions: Option<usize>,
     /// Whether [`TableStats::total_operations`](crate::TableStats::total_operations) is counted.
     pub enable_monitoring: bool,

@@ -272,19 +272,33 @@ impl TokenTable {
         }
     }
 
-    /// Calls `f` with every stored family, live or not, under the table's lock (so `f` must not
-    /// call the table).
-    pub fn for_each_family(&self, mut f: impl FnMut(FamilyRecord)) {
-        for family in self.state.lock().families.values() {
-            f(family.to_record());
-        }
+    /// Calls `f` with every stored family, live or not. The records are copied under the table's
+    /// lock and `f` runs after it is released, so `f` may take as long as it likes and may do
+    /// anything, including calling this table (the walk sees the table as of the copy).
+    pub fn for_each_family(&self, f: impl FnMut(FamilyRecord)) {
+        let records: Vec<FamilyRecord> = self
+            .state
+            .lock()
+            .families
+            .values()
+            .map(Family::to_record)
+            .collect();
+        records.into_iter().for_each(f);
     }
 
-    /// Calls `f` with every user's epoch that is not 0, under the table's lock (so `f` must not
-    /// call the table).
+    /// Calls `f` with every user's epoch that is not 0. The epochs are copied under the table's
+    /// lock and `f` runs after it is released, so `f` may do anything, including calling this
+    /// table (the walk sees the table as of the copy).
     pub fn for_each_epoch(&self, mut f: impl FnMut(&UserId, u64)) {
-        for (user, &epoch) in &self.state.lock().epochs {
-            f(user, epoch);
+        let epochs: Vec<(UserId, u64)> = self
+            .state
+            .lock()
+            .epochs
+            .iter()
+            .map(|(user, &epoch)| (user.clone(), epoch))
+            .collect();
+        for (user, epoch) in &epochs {
+            f(user, *epoch);
         }
     }
 
@@ -491,5 +505,26 @@ mod tests {
         let mut epochs = 0;
         copy.for_each_epoch(|_, _| epochs += 1);
         assert_eq!(epochs, 0);
+    }
+
+    #[test]
+    fn walks_may_call_the_table() {
+        let s = TokenTable::new();
+        s.create_family(family("f", "u"), now()).unwrap();
+        let user = UserId::parse("u").unwrap();
+        s.bump_user_epoch(&user);
+        let mut seen = 0;
+        // Each would deadlock if `f` ran under the table's lock.
+        s.for_each_family(|r| {
+            seen += 1;
+            assert!(s.remove_family(&r.family.id));
+        });
+        s.for_each_epoch(|u, e| {
+            seen += 1;
+            s.set_user_epoch(u, e + 1);
+        });
+        assert_eq!(seen, 2);
+        assert!(s.is_empty());
+        assert_eq!(s.user_epoch(&user), 2);
     }
 }

@@ -49,11 +49,11 @@ impl Users {
         Ok(())
     }
 
-    /// Removes user `id` and its unique keys.
+    /// Removes user `id` and those of its unique keys that still point at it.
     fn remove(&mut self, id: &UserId) -> Option<User> {
         let user = self.by_id.remove(id)?;
-        self.by_email.remove(&user.email.normalized());
-        self.by_username.remove(&user.username.normalized());
+        release(&mut self.by_email, &user.email.normalized(), id);
+        release(&mut self.by_username, &user.username.normalized(), id);
         Some(user)
     }
 
@@ -64,6 +64,14 @@ impl Users {
         self.by_username
             .insert(user.username.normalized(), user.id.clone());
         self.by_id.insert(user.id.clone(), user);
+    }
+}
+
+/// Removes `key` from `index` if it points at `id`. After a [`UserTable::restore`] took a key over,
+/// the previous holder's record still names it, and must not free it for the new holder.
+fn release(index: &mut HashMap<String, UserId>, key: &str, id: &UserId) {
+    if index.get(key) == Some(id) {
+        index.remove(key);
     }
 }
 
@@ -158,13 +166,13 @@ impl UserTable {
         user.updated_at = now;
         let updated = user.clone();
         if let Some(old) = old_email {
-            state.by_email.remove(&old);
+            release(&mut state.by_email, &old, id);
             state
                 .by_email
                 .insert(updated.email.normalized(), id.clone());
         }
         if let Some(old) = old_username {
-            state.by_username.remove(&old);
+            release(&mut state.by_username, &old, id);
             state
                 .by_username
                 .insert(updated.username.normalized(), id.clone());
@@ -177,22 +185,41 @@ impl UserTable {
         self.state.write().remove(id).is_some()
     }
 
-    /// Inserts or replaces `user` exactly as given (timestamps included), keeping the email and
-    /// username indexes unique: a replaced user's old keys are freed.
+    /// Inserts or replaces `user` exactly as given (timestamps included), for replaying a journal;
+    /// the live API ([`create_user`](Self::create_user), [`update_user`](Self::update_user)) keeps
+    /// refusing clashes.
+    ///
+    /// The email and username indexes are last-writer-wins: they point at this user afterwards,
+    /// taken over from any other user holding them, and a replaced record's old keys are freed
+    /// only where they still point at this user. A clash is never an error: a journal replayed over
+    /// a fuzzy snapshot may restore an older record of one user (still naming a key) after a newer
+    /// one of another (who took the key since), and the first user's own later record frees it.
+    /// The other user's record is left as it is; until its later record comes, it names a key that
+    /// points elsewhere, and deleting or updating it leaves that key to its new holder.
     ///
     /// # Errors
-    /// `UserExists` when the email or username belongs to another user; nothing changes then.
+    /// None: it always returns `Ok`. The `Result` is kept so that replay code handling every
+    /// table alike (and written against the earlier, refusing version) needs no change.
     pub fn restore(&self, user: User) -> Result<()> {
         let mut state = self.state.write();
-        state.check_free(&user.id, Some(&user.email), Some(&user.username))?;
-        state.remove(&user.id);
-        state.insert(user);
+        let id = user.id.clone();
+        let email = user.email.normalized();
+        let username = user.username.normalized();
+        if let Some(old) = state.by_id.insert(id.clone(), user) {
+            release(&mut state.by_email, &old.email.normalized(), &id);
+            release(&mut state.by_username, &old.username.normalized(), &id);
+        }
+        state.by_email.insert(email, id.clone());
+        state.by_username.insert(username, id);
         Ok(())
     }
 
-    /// Calls `f` with every user, under the table's read lock (so `f` must not write to it).
+    /// Calls `f` with a copy of every user. The users are copied under the table's read lock and
+    /// `f` runs after it is released, so `f` may take as long as it likes and may do anything,
+    /// including writing to this table (the walk sees the table as of the copy).
     pub fn for_each_user(&self, mut f: impl FnMut(&User)) {
-        for user in self.state.read().by_id.values() {
+        let users: Vec<User> = self.state.read().by_id.values().cloned().collect();
+        for user in &users {
             f(user);
         }
     }
@@ -374,24 +401,138 @@ mod tests {
                 .is_ok()
         );
 
-        // A clash with another user's email or username is an error that changes nothing.
-        for clash in [
-            User {
-                email: Email::parse("B@x.io").unwrap(),
-                ..renamed.clone()
-            },
-            User {
-                id: UserId::parse("9").unwrap(),
-                username: Username::parse("BOBBY").unwrap(),
-                email: Email::parse("nine@x.io").unwrap(),
-                ..renamed.clone()
-            },
-        ] {
-            let e = copy.restore(clash).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::UserExists);
-        }
-        assert_eq!(copy.get_user(&a.id), Some(renamed));
-        assert!(copy.get_user(&UserId::parse("9").unwrap()).is_none());
         assert_eq!(copy.len(), 3);
+    }
+
+    fn user(id: &str, email: &str, username: &str) -> User {
+        let n = new_user(id, email, username);
+        User {
+            id: n.id,
+            username: n.username,
+            email: n.email,
+            password_hash: n.password_hash,
+            permissions: n.permissions,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn by_email(s: &UserTable, email: &str) -> Option<String> {
+        s.get_user_by_email(&Email::parse(email).unwrap())
+            .map(|u| u.id.as_str().to_owned())
+    }
+
+    fn by_username(s: &UserTable, username: &str) -> Option<String> {
+        let key = Username::parse(username).unwrap().normalized();
+        s.state
+            .read()
+            .by_username
+            .get(&key)
+            .map(|id| id.as_str().to_owned())
+    }
+
+    /// Every index entry points at a stored user.
+    fn assert_indexes_point_at_users(s: &UserTable) {
+        let state = s.state.read();
+        for id in state.by_email.values().chain(state.by_username.values()) {
+            assert!(state.by_id.contains_key(id), "{id}");
+        }
+    }
+
+    /// A journal replayed over a fuzzy snapshot: B's older record (still holding X) comes after A
+    /// took X, and B's later record gives X up.
+    #[test]
+    fn restore_is_last_writer_wins_through_a_transient_clash() {
+        let s = UserTable::new();
+        s.restore(user("b", "x@x.io", "shared")).unwrap();
+        s.restore(user("a", "X@x.io", "SHARED")).unwrap();
+        assert_eq!(by_email(&s, "x@x.io").as_deref(), Some("a"), "taken over");
+        assert_eq!(by_username(&s, "shared").as_deref(), Some("a"));
+        assert_eq!(
+            s.get_user(&UserId::parse("b").unwrap()).unwrap().email,
+            Email::parse("x@x.io").unwrap(),
+            "the other user's record is left as it is"
+        );
+        s.restore(user("b", "y@x.io", "bobby")).unwrap();
+        assert_eq!(by_email(&s, "x@x.io").as_deref(), Some("a"));
+        assert_eq!(by_email(&s, "y@x.io").as_deref(), Some("b"));
+        assert_eq!(by_username(&s, "shared").as_deref(), Some("a"));
+        assert_eq!(by_username(&s, "bobby").as_deref(), Some("b"));
+        assert_eq!(s.len(), 2);
+        let state = s.state.read();
+        assert_eq!((state.by_email.len(), state.by_username.len()), (2, 2));
+    }
+
+    #[test]
+    fn deleting_the_loser_of_a_restore_clash_keeps_the_winners_keys() {
+        let s = UserTable::new();
+        s.restore(user("b", "x@x.io", "shared")).unwrap();
+        s.restore(user("a", "x@x.io", "shared")).unwrap();
+        assert!(s.delete_user(&UserId::parse("b").unwrap()));
+        assert_eq!(by_email(&s, "x@x.io").as_deref(), Some("a"));
+        assert_eq!(by_username(&s, "shared").as_deref(), Some("a"));
+        let e = s
+            .create_user(new_user("c", "x@x.io", "carol"), now())
+            .unwrap_err();
+        assert_eq!(e.detail("field"), Some("email"), "x is still a's");
+        assert_indexes_point_at_users(&s);
+    }
+
+    #[test]
+    fn updating_the_loser_of_a_restore_clash_keeps_the_winners_keys() {
+        let s = UserTable::new();
+        s.restore(user("b", "x@x.io", "shared")).unwrap();
+        s.restore(user("a", "x@x.io", "shared")).unwrap();
+        let b = UserId::parse("b").unwrap();
+        // The live API still refuses a clash, even with the key b's record names.
+        let keep = UserUpdate {
+            email: Some(Email::parse("x@x.io").unwrap()),
+            ..UserUpdate::default()
+        };
+        assert_eq!(
+            s.update_user(&b, keep, now()).unwrap_err().kind(),
+            ErrorKind::UserExists
+        );
+        let moved = UserUpdate {
+            email: Some(Email::parse("y@x.io").unwrap()),
+            username: Some(Username::parse("bobby").unwrap()),
+            ..UserUpdate::default()
+        };
+        s.update_user(&b, moved, now()).unwrap().unwrap();
+        assert_eq!(by_email(&s, "x@x.io").as_deref(), Some("a"));
+        assert_eq!(by_username(&s, "shared").as_deref(), Some("a"));
+        assert_eq!(by_email(&s, "y@x.io").as_deref(), Some("b"));
+        assert_eq!(by_username(&s, "bobby").as_deref(), Some("b"));
+        assert_indexes_point_at_users(&s);
+
+        // The winner's own change still frees its old keys.
+        let a_moves = UserUpdate {
+            email: Some(Email::parse("z@x.io").unwrap()),
+            ..UserUpdate::default()
+        };
+        s.update_user(&UserId::parse("a").unwrap(), a_moves, now())
+            .unwrap()
+            .unwrap();
+        assert!(by_email(&s, "x@x.io").is_none());
+        assert!(
+            s.create_user(new_user("c", "x@x.io", "carol"), now())
+                .is_ok()
+        );
+        assert_indexes_point_at_users(&s);
+    }
+
+    #[test]
+    fn for_each_user_may_write_to_the_table() {
+        let s = UserTable::new();
+        s.restore(user("a", "a@x.io", "alice")).unwrap();
+        s.restore(user("b", "b@x.io", "bobby")).unwrap();
+        let mut seen = 0;
+        s.for_each_user(|u| {
+            seen += 1;
+            // Would deadlock if `f` ran under the table's lock.
+            assert!(s.delete_user(&u.id));
+        });
+        assert_eq!(seen, 2);
+        assert!(s.is_empty());
     }
 }

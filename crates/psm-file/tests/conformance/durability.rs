@@ -270,6 +270,36 @@ async fn a_torn_tail_is_reported_cut_and_the_records_before_it_survive() {
     assert!(open_at(tmp.path(), &clock).damage().is_empty());
 }
 
+/// A batch whose commit never reached the disk was never acknowledged: its records are not
+/// applied, even when they are whole, and they are cut off.
+#[tokio::test]
+async fn records_of_a_batch_without_its_commit_are_not_applied() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    three_sessions(tmp.path(), &clock).await;
+    let newest = journals(tmp.path()).pop().unwrap();
+    let bytes = fs::read(&newest).unwrap();
+    // Drop the last frame: the commit of the batch that stored "three".
+    let commit_at = bytes
+        .windows(4)
+        .rposition(|w| w == 0x5053_4D52u32.to_le_bytes())
+        .unwrap();
+    fs::write(&newest, &bytes[..commit_at]).unwrap();
+    let storage = open_at(tmp.path(), &clock);
+    let damage = storage.damage();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(damage[0].reason.contains("torn tail"), "{damage:?}");
+    let s = storage.sessions();
+    assert!(s.check_permission(sid("two"), perm("read")).await.unwrap());
+    assert!(
+        !s.check_permission(sid("three"), perm("read"))
+            .await
+            .unwrap()
+    );
+    storage.close();
+    assert!(open_at(tmp.path(), &clock).damage().is_empty());
+}
+
 #[tokio::test]
 async fn garbage_after_the_last_record_is_a_torn_tail() {
     let tmp = tempdir();
@@ -302,9 +332,17 @@ async fn a_flipped_bit_costs_one_record_and_the_others_survive() {
     bytes[at] ^= 0x01;
     fs::write(&newest, &bytes).unwrap();
     let storage = open_at(tmp.path(), &clock);
+    // Reported twice: the damaged frame, and its batch's commit counting one record short.
     let damage = storage.damage();
-    assert_eq!(damage.len(), 1, "{damage:?}");
-    assert!(!damage[0].reason.contains("tail"), "{damage:?}");
+    assert_eq!(damage.len(), 2, "{damage:?}");
+    assert!(
+        damage.iter().all(|d| !d.reason.contains("tail")),
+        "{damage:?}"
+    );
+    assert!(
+        damage.iter().any(|d| d.reason.contains("batch")),
+        "{damage:?}"
+    );
     let s = storage.sessions();
     assert!(s.check_permission(sid("one"), perm("read")).await.unwrap());
     assert!(!s.check_permission(sid("two"), perm("read")).await.unwrap());

@@ -43,6 +43,22 @@ impl Inner {
             })
     }
 
+    /// Takes a place for a restored session whatever the quota (a restore reinstates what was
+    /// stored, even above `max_sessions`), keeping the counter exact. Fails only at the table's
+    /// structural limit of `u32::MAX - 1` sessions.
+    pub(crate) fn force_reserve(&self) -> Option<Reservation<'_>> {
+        const HARD_CAP: usize = u32::MAX as usize - 1;
+        self.stored
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < HARD_CAP).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Reservation {
+                stored: &self.stored,
+                armed: true,
+            })
+    }
+
     /// Reserves a place for a new session. When the quota is full, expired sessions are purged
     /// first (RULES: `max_sessions` counts live sessions only). Must be called holding no lock.
     ///

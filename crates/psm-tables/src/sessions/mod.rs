@@ -58,6 +58,11 @@ use crate::{config::TableConfig, intern::hash_permission, stats::TableStats};
 /// `StorageQuotaExceeded`. Replacing an existing session is not a new session, and a
 /// `create_session_now` that evicts makes its own room.
 ///
+/// [`restore`](Self::restore) is the exception: rebuilding a table from a journal reinstates every
+/// stored session, never refused by the quota. A table reopened with a lower `max_sessions` may
+/// then hold more sessions than the quota until sessions go (invalidated, expired and purged);
+/// while it is over quota, new sessions are refused as usual (replacements are not new).
+///
 /// # Listing order
 /// `list_sessions_now` for one user is ordered by `created_at`, then id (served from a per-user
 /// index). Without a user, sessions are listed shard by shard (a shard is picked by a seeded hash of

@@ -92,10 +92,14 @@ impl SessionTable {
     /// an operation, and a user's sessions may be restored in any order (the per-user index is
     /// sorted once, at its next ordered read, so restoring `n` sessions costs `O(n log n)`).
     ///
+    /// It never refuses because of [`TableConfig::max_sessions`](crate::TableConfig::max_sessions)
+    /// and purges nothing: it reinstates what was stored, so a table reopened with a lower quota
+    /// may hold more sessions than `max_sessions` until sessions go (see the type's
+    /// [quota](SessionTable#quota) docs). The quota counter stays exact.
+    ///
     /// # Errors
-    /// `StorageQuotaExceeded` when the id is new and the table already holds `max_sessions` live
-    /// sessions (after purging expired ones), as for
-    /// [`store_permissions_now`](Self::store_permissions_now).
+    /// `StorageQuotaExceeded` only at the table's structural limit of `u32::MAX - 1` stored
+    /// sessions.
     pub fn restore(&self, record: SessionRecord) -> Result<()> {
         self.inner.restore(record)
     }
@@ -124,19 +128,28 @@ impl SessionTable {
         self.inner.user_session_ids(user)
     }
 
-    /// Calls `f` with every live session (by the table's clock), one shard at a time under that
-    /// shard's read lock; it never holds two locks.
+    /// Calls `f` with every live session (by the table's clock), one shard at a time: the shard's
+    /// live sessions are copied out under its read lock, and `f` runs after the lock is released.
     ///
-    /// `f` runs under the lock, so it must not write to this table (that would deadlock); sessions
-    /// written concurrently in shards not yet visited may or may not be seen.
+    /// So `f` may take as long as it likes and may do anything, including writing to this table,
+    /// without stalling the shard's readers and writers. Each shard is seen as of its copy;
+    /// sessions written concurrently (or by `f`) in shards not yet visited may or may not be seen.
+    /// Memory holds at most one shard's copies at a time.
     pub fn for_each_live_session(&self, mut f: impl FnMut(SessionRecord)) {
+        let mut raw = Vec::new();
         for shard in self.inner.shards.iter() {
             let now = self.inner.now();
-            let table = shard.table.read();
-            for (_, s) in table.iter().filter(|(_, s)| s.hot.is_live(now)) {
-                if let Some(record) = RawRecord::copy(&table, s).finish() {
-                    f(record);
-                }
+            {
+                let table = shard.table.read();
+                raw.extend(
+                    table
+                        .iter()
+                        .filter(|(_, s)| s.hot.is_live(now))
+                        .map(|(_, s)| RawRecord::copy(&table, s)),
+                );
+            }
+            for record in raw.drain(..).filter_map(RawRecord::finish) {
+                f(record);
             }
         }
     }

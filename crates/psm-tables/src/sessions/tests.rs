@@ -618,19 +618,11 @@ fn restore_replaces_and_moves_the_user_index() {
         [SessionId::parse("s1").unwrap()]
     );
     assert!(!s.check_permission_now(sid("s1"), perm("read")));
-    let e = s
-        .restore(record("s3", "carol", &["read"], 1, None))
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::StorageQuotaExceeded);
-    assert!(
-        s.export(sid("s3")).is_none(),
-        "a failed restore stores nothing"
-    );
     s.assert_consistent();
 }
 
 #[test]
-fn restore_stores_an_expired_record_expired_and_purges_it_for_the_quota() {
+fn restore_stores_an_expired_record_expired_and_a_new_session_purges_it_for_the_quota() {
     let (s, clock) = limited(1);
     let now_secs = clock.now().as_unix_secs() - ManualClock::at_2024().now().as_unix_secs();
     let dead = record("dead", "u", &["read"], now_secs - 20, Some(now_secs - 10));
@@ -645,7 +637,53 @@ fn restore_stores_an_expired_record_expired_and_purges_it_for_the_quota() {
     assert_eq!(s.len(), 1);
     s.restore(record("live", "u", &["read"], now_secs, None))
         .unwrap();
+    assert_eq!(s.len(), 2, "a restore purges nothing");
+    s.assert_consistent();
+    s.invalidate_session_now(sid("live"));
+    s.store_permissions_now(sid("new"), session("u", &["read"], None))
+        .unwrap();
     assert!(s.export(sid("dead")).is_none(), "purged to make room");
+    s.assert_consistent();
+}
+
+/// A table reopened with a lower `max_sessions` than it was filled under keeps every stored
+/// session; new sessions are refused until it is back under the quota.
+#[test]
+fn restore_ignores_the_quota_and_new_sessions_wait_until_under_it() {
+    let (s, _) = limited(2);
+    for i in 0..4 {
+        s.restore(record(&format!("s{i}"), "u", &["read"], i, None))
+            .unwrap();
+    }
+    assert_eq!(s.len(), 4);
+    s.assert_consistent();
+    assert_eq!(s.stats().total_sessions, 4);
+
+    let refused = |s: &SessionTable, id: &str| {
+        let quota = |e: psm_core::Error| e.kind() == ErrorKind::StorageQuotaExceeded;
+        let limit = SessionLimit::new(5, LimitPolicy::Reject).unwrap();
+        s.store_permissions_now(sid(id), session("v", &["read"], None))
+            .is_err_and(quota)
+            && s.create_session_now(sid(id), session("v", &["read"], None), limit)
+                .is_err_and(quota)
+    };
+    assert!(refused(&s, "new"), "over quota: new sessions are refused");
+    // Replacing (by store or by restore) is not a new session.
+    s.store_permissions_now(sid("s0"), session("u", &["write"], None))
+        .unwrap();
+    s.restore(record("s1", "w", &["write"], 1, None)).unwrap();
+    assert_eq!(s.len(), 4);
+    s.assert_consistent();
+
+    assert!(s.invalidate_session_now(sid("s0")));
+    assert!(s.invalidate_session_now(sid("s1")));
+    assert!(refused(&s, "new"), "at the quota: still refused");
+    s.assert_consistent();
+    assert!(s.invalidate_session_now(sid("s2")));
+    s.store_permissions_now(sid("new"), session("v", &["read"], None))
+        .unwrap();
+    assert_eq!(s.len(), 2);
+    assert!(refused(&s, "other"), "the quota holds again");
     s.assert_consistent();
 }
 
@@ -783,4 +821,35 @@ fn the_provider_name_is_configurable_and_a_weak_handle_does_not_keep_the_table()
     drop(s);
     assert!(weak.upgrade().is_none());
     assert!(format!("{weak:?}").contains("false"));
+}
+
+#[test]
+fn for_each_live_session_may_write_to_the_table() {
+    let (s, _) = store_with(TableConfig {
+        shards: 1,
+        ..TableConfig::default()
+    });
+    for i in 0..3 {
+        s.store_permissions_now(sid(&format!("s{i}")), session("u", &["read"], None))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    s.for_each_live_session(|r| {
+        // Would deadlock if `f` ran under the shard's lock.
+        assert!(s.remove(&r.id));
+        s.restore(SessionRecord {
+            id: SessionId::parse(&format!("copy_{}", r.id.as_str())).unwrap(),
+            ..r.clone()
+        })
+        .unwrap();
+        seen.push(r.id);
+    });
+    seen.sort();
+    let want: Vec<SessionId> = (0..3)
+        .map(|i| SessionId::parse(&format!("s{i}")).unwrap())
+        .collect();
+    assert_eq!(seen, want, "each shard is walked as of its copy");
+    assert_eq!(s.len(), 3);
+    assert!(s.export(sid("copy_s1")).is_some());
+    s.assert_consistent();
 }

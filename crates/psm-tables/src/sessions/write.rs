@@ -38,6 +38,15 @@ enum Times {
     },
 }
 
+/// Whether an upsert of a new session is held to `max_sessions`.
+#[derive(Clone, Copy)]
+enum Quota {
+    /// A live write: refused when the quota is full (after purging expired sessions).
+    Enforce,
+    /// A restore: always takes a place, so the table may hold more than `max_sessions`.
+    Ignore,
+}
+
 /// A session id with its hash and shard, computed once per call.
 #[derive(Clone, Copy)]
 struct Key<'a> {
@@ -203,7 +212,7 @@ impl Inner {
 
     /// `store_permissions`: an upsert.
     pub(crate) fn store(&self, id: &SessionIdRef, new: NewSession) -> Result<()> {
-        self.upsert(id, self.prepare(new))
+        self.upsert(id, self.prepare(new), Quota::Enforce)
     }
 
     /// `restore`: an upsert of a record exactly as given.
@@ -223,11 +232,11 @@ impl Inner {
             expires: expires_at.map_or(NEVER, Timestamp::as_unix_micros),
         };
         let p = self.prepare_parts(user_id, permissions, metadata, times);
-        self.upsert(&id, p)
+        self.upsert(&id, p, Quota::Ignore)
     }
 
     /// Inserts `p` under `id`, replacing whatever is stored there.
-    fn upsert(&self, id: &SessionIdRef, p: Prepared) -> Result<()> {
+    fn upsert(&self, id: &SessionIdRef, p: Prepared, quota: Quota) -> Result<()> {
         let k = self.key(id);
         let user_shard = self.user_shard(&p.user);
         let mut purged = false;
@@ -250,9 +259,20 @@ impl Inner {
             // A new session needs a place under the quota; a replacement reuses the old one's. The
             // place is taken under the shard lock, so a concurrent upsert of the same id sees either
             // no session and no reservation, or the session (never a spurious quota error).
-            let reservation = match current {
-                Some(_) => None,
-                None => match self.try_reserve() {
+            let reservation = match (current, quota) {
+                (Some(_), _) => None,
+                // A restore reinstates what was stored: it may go above the quota, never fails on it.
+                (None, Quota::Ignore) => match self.force_reserve() {
+                    Some(r) => Some(r),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::StorageQuotaExceeded,
+                            "the table holds the most sessions it can index",
+                        )
+                        .with_detail("max", u32::MAX - 1));
+                    }
+                },
+                (None, Quota::Enforce) => match self.try_reserve() {
                     Some(r) => Some(r),
                     None if !purged => {
                         // Expired sessions do not count: purge them (which takes the locks) and retry.
