@@ -21,6 +21,9 @@ use crate::{
 /// damage, not data).
 const MAX_BLOCK: usize = 64 << 20;
 
+/// The smallest frame a record can take (header plus the shortest payload), for bounding size
+/// hints read from a file.
+const MIN_RECORD_BYTES: usize = 16;
 /// Snapshots larger than this are read by several threads at once.
 const PARALLEL_MIN_BYTES: usize = 1 << 20;
 /// The most threads that read one snapshot.
@@ -386,6 +389,7 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
         ..Part::default()
     };
     let mut frames = Frames::new(part, base);
+    let max_records = (part.len() / MIN_RECORD_BYTES) as u64;
     let apply = |out: &mut Part, offset: u64, change: Change| {
         out.records += 1;
         if let Err(e) = sink.apply(change) {
@@ -411,6 +415,8 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
             }
             out.committed_end = offset + payload.len() as u64;
         }
+        // A size hint from the file can be no larger than the file can hold.
+        Ok(Change::Expect(n)) => apply(out, offset, Change::Expect(n.min(max_records))),
         Ok(change) if journal => out.uncommitted.push((offset, change)),
         Ok(change) => apply(out, offset, change),
         Err(e) => out
@@ -420,8 +426,17 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
     while let Some(payload) = frames.next() {
         let offset = frames.valid_end() - payload.len() as u64;
         if compressed {
-            match lz4_flex::decompress_size_prepended(payload) {
-                Ok(block) if block.len() <= MAX_BLOCK => {
+            // The size prefix is checked before anything is allocated for it.
+            let declared = payload.get(..4).map_or(usize::MAX, |b| {
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            });
+            let block = if declared <= MAX_BLOCK {
+                lz4_flex::decompress_size_prepended(payload).ok()
+            } else {
+                None
+            };
+            match block {
+                Some(block) => {
                     let mut inner = Frames::new(&block, 0);
                     for p in inner.by_ref() {
                         one(p, offset, &mut out);
@@ -434,7 +449,7 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
                         ));
                     }
                 }
-                _ => out.bad.push((
+                None => out.bad.push((
                     offset,
                     payload.len() as u64,
                     "undecodable compressed block".into(),

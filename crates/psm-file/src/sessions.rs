@@ -141,6 +141,16 @@ impl FileStore {
     }
 }
 
+/// Runs blocking file work on Tokio's blocking pool when a runtime is current, inline otherwise.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => rt.spawn_blocking(f).await.map_err(|e| {
+            psm_core::Error::provider(format!("file store: blocking task failed: {e}"))
+        })?,
+        Err(_) => f(),
+    }
+}
+
 /// Appends the current record of `id` (if stored) to the batch.
 fn push_session(t: &Tables, batch: &mut Batch, id: &SessionIdRef) {
     if let Some(r) = t.sessions.export(id) {
@@ -165,7 +175,9 @@ impl PermissionStore for FileStore {
     /// Opens the directory again after `close` (reloading it from disk) and starts the background
     /// cleanup inside a Tokio runtime.
     async fn initialize(&self) -> Result<()> {
-        self.storage.reopen()?;
+        // Reopening reads the whole directory: keep it off the async worker threads.
+        let storage = self.storage.clone();
+        blocking(move || storage.reopen()).await?;
         self.storage.start_cleaner();
         Ok(())
     }
@@ -173,8 +185,13 @@ impl PermissionStore for FileStore {
     /// Makes every queued write durable, stops the writer and releases the directory (for every
     /// store of this directory).
     async fn close(&self) -> Result<()> {
-        self.storage.close();
-        Ok(())
+        // Closing waits for queued fsyncs and a running compaction.
+        let storage = self.storage.clone();
+        blocking(move || {
+            storage.close();
+            Ok(())
+        })
+        .await
     }
 
     async fn store_permissions(&self, id: &SessionIdRef, session: NewSession) -> Result<()> {

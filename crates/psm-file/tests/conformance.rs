@@ -16,10 +16,15 @@ use psm_core::{
 };
 use psm_file::{FileConfig, FileStorage};
 
-/// A fresh directory under cargo's per-target temporary directory (kept for inspection after a
-/// failure; `cargo clean` removes it).
+/// A fresh directory under cargo's per-target temporary directory. The stores outlive the
+/// fixture (the suite holds them as trait objects), so they are kept until the next run of this
+/// binary, which removes the previous run's directories before creating any.
 fn fresh_dir() -> PathBuf {
+    static CLEANED: std::sync::Once = std::sync::Once::new();
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("psm-file-conformance");
+    CLEANED.call_once(|| {
+        let _ = std::fs::remove_dir_all(&root);
+    });
     if let Err(e) = std::fs::create_dir_all(&root) {
         panic!("cannot create {}: {e}", root.display());
     }

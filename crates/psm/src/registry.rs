@@ -138,11 +138,18 @@ impl ProviderRegistry {
             Entry::Memory => psm_memory::MemoryConfig::from_json(config).map(|config| {
                 Backend::from_memory(psm_memory::MemoryStore::with_clock(config, clock))
             }),
-            // Opening reads the directory (blocking, once, while the manager is built).
+            // Opening reads the whole directory: do it on the blocking pool.
             #[cfg(feature = "file")]
-            Entry::File => psm_file::FileConfig::from_json(config)
-                .and_then(|config| psm_file::FileStorage::open_with_clock(config, clock))
+            Entry::File => match psm_file::FileConfig::from_json(config) {
+                Ok(config) => tokio::task::spawn_blocking(move || {
+                    psm_file::FileStorage::open_with_clock(config, clock)
+                })
+                .await
+                .map_err(|e| Error::provider(format!("opening the file store failed: {e}")))
+                .and_then(|opened| opened)
                 .map(|storage| Backend::from_file(storage.sessions())),
+                Err(e) => Err(e),
+            },
             Entry::Custom(factory) => factory.create(config, clock).await.map(Backend::from_dyn),
         };
         created.map_err(|e| e.with_detail("provider", name))
