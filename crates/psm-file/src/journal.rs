@@ -133,6 +133,9 @@ pub(crate) struct JournalStats {
     pub(crate) backups: AtomicU64,
     /// Records written since the last backup started.
     pub(crate) changes_since_backup: AtomicU64,
+    /// Tests only: the next journal write fails as if the disk had refused it.
+    #[cfg(test)]
+    pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
 }
 
 /// The handle callers hold; the writer thread owns everything else.
@@ -424,6 +427,11 @@ impl Writer {
 
     fn write(&mut self, buf: &[u8], records: u64) -> Result<()> {
         let path = self.dir.journal_path(self.segment);
+        #[cfg(test)]
+        if self.stats.fail_next_write.swap(false, Ordering::Relaxed) {
+            // A write refused outright (disk full, say): nothing reaches the file.
+            return self.write_failed(&path, &std::io::Error::other("injected fault"));
+        }
         let res = self
             .file
             .write_all(buf)
@@ -441,12 +449,14 @@ impl Writer {
                     .fetch_add(records, Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) => {
-                let err = failed(&format!("{}: {e}", path.display()));
-                self.fail(copy_error(&err));
-                Err(err)
-            }
+            Err(e) => self.write_failed(&path, &e),
         }
+    }
+
+    fn write_failed(&mut self, path: &std::path::Path, e: &std::io::Error) -> Result<()> {
+        let err = failed(&format!("{}: {e}", path.display()));
+        self.fail(copy_error(&err));
+        Err(err)
     }
 
     /// Stops taking writes: memory may now hold changes the disk does not.

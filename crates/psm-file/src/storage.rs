@@ -511,3 +511,64 @@ impl fmt::Debug for FileStorage {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use psm_core::{
+        ErrorKind, NewSession, PermissionList, PermissionRef, PermissionStore, SessionIdRef, UserId,
+    };
+
+    use super::*;
+
+    fn session() -> NewSession {
+        NewSession::new(
+            UserId::parse("alice").unwrap(),
+            PermissionList::parse(["read"]).unwrap(),
+        )
+    }
+
+    /// After a failed journal write, memory may hold a change the disk does not: the store refuses
+    /// every call (not retryable) until a reopen replays the disk, which drops that change.
+    #[tokio::test]
+    async fn a_failed_journal_write_stops_the_store_until_reopened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = FileStorage::open(FileConfig::new(tmp.path())).unwrap();
+        let s = storage.sessions();
+        let (kept, lost) = (
+            SessionIdRef::parse("kept").unwrap(),
+            SessionIdRef::parse("lost").unwrap(),
+        );
+        s.store_permissions(kept, session()).await.unwrap();
+        storage
+            .inner
+            .journal()
+            .unwrap()
+            .stats()
+            .fail_next_write
+            .store(true, Ordering::Relaxed);
+        let e = s.store_permissions(lost, session()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Provider, "{e}");
+        assert!(!e.is_retryable());
+        assert!(e.message().contains("reopen"), "{e}");
+        let read = PermissionRef::parse("read").unwrap();
+        for result in [
+            s.check_permission(kept, read).await.map(|_| ()),
+            s.get_permissions(lost).await.map(|_| ()),
+            s.store_permissions(kept, session()).await,
+        ] {
+            assert_eq!(result.unwrap_err().kind(), ErrorKind::Provider);
+        }
+        assert!(storage.storage_stats().unwrap().read_only_after_error);
+        assert!(
+            storage.backup().await.is_err(),
+            "no snapshot of unsynced state"
+        );
+        s.close().await.unwrap();
+        s.initialize().await.unwrap();
+        assert!(s.check_permission(kept, read).await.unwrap());
+        // The write was refused before reaching the file. (Had its fsync failed instead, it might
+        // or might not be there: a failed write was never acknowledged, either way is allowed.)
+        assert!(!s.check_permission(lost, read).await.unwrap());
+        s.store_permissions(lost, session()).await.unwrap();
+    }
+}
