@@ -1,4 +1,4 @@
-"""The Python original on psm-bench's workload: `permission-storage-manager` 1.0.2, memory provider.
+"""The Python original on psm-bench's workload: `permission-storage-manager` 1.0.2, memory and file providers.
 
 Run by `cargo xtask bench` with the interpreter of the virtual environment it creates under
 `target/bench-venv`. The workload has the same shape as psm-bench's (sessions `session_` + 22 URL-safe
@@ -8,20 +8,31 @@ not the same data, since the two generators differ.
 
 Every operation is timed over the whole sequence on one asyncio loop awaiting each call (single task),
 best of the rounds; each round starts from a fresh manager, and `invalidate_session` runs last on the
-filled store. `check_permission_sync` (one `asyncio.run` per call) is timed on a subset. Every answer
-is checked. One JSON object is printed on standard output.
+filled store. `check_permission_sync` (one `asyncio.run` per call) is timed on a subset.
+
+With `--file-dir`, the file provider (its defaults, `storage_dir` in a fresh directory under
+`--file-dir`) is measured too, each round on a fresh directory: durable `store_permissions` of
+`--file-stores` sessions by `--file-writers` concurrent writers (`asyncio.gather` over batches), then
+`--file-checks` single-task `check_permission` calls cycling over those sessions' access sequence.
+The original writes one JSON file per session and per user index, each with an fsync, so it is
+measured on a smaller count than psm and reported as rates.
+
+Every answer is checked. One JSON object is printed on standard output.
 """
 
 import argparse
 import asyncio
 import json
+import os
 import platform
 import random
+import shutil
 import string
 import sys
 import time
 import tracemalloc
 from importlib.metadata import version
+from pathlib import Path
 
 from permission_storage_manager import PermissionStorageManager
 
@@ -193,11 +204,87 @@ def bytes_per_session(w):
     return (after - before) / len(w.sessions)
 
 
+def file_expected_checks(n, calls):
+    """`check_permission` answers `true` at the even positions of the access sequence."""
+    return sum(1 for k in range(calls) if (k % n) % 2 == 0)
+
+
+async def file_round(w, storage_dir, writers, checks, rates, problems):
+    """One round of the file provider on a fresh directory: concurrent durable stores, then checks."""
+    n = len(w.sessions)
+    m = PermissionStorageManager("file", {"storage_dir": storage_dir}, default_ttl=DEFAULT_TTL)
+    await m.initialize()
+    try:
+        stored = 0
+        start = time.perf_counter()
+        for at in range(0, n, writers):
+            batch = w.insert_order[at : at + writers]
+            answers = await asyncio.gather(
+                *(m.store_permissions(w.sessions[s], w.users[w.owner[s]], w.perms[s]) for s in batch)
+            )
+            stored += sum(1 for a in answers if a)
+        elapsed = time.perf_counter() - start
+        rates["store_concurrent"] = max(rates.get("store_concurrent", 0.0), n / elapsed)
+        if stored != n:
+            problems.append(f"file stores: {stored} of {n} answered true")
+        on_disk = len(list((Path(storage_dir) / "sessions").glob("*.json")))
+        if on_disk != n:
+            problems.append(f"file stores: {on_disk} session files on disk, expected {n}")
+
+        hits = 0
+        start = time.perf_counter()
+        for k in range(checks):
+            j = k % n
+            hits += await m.check_permission(w.read_ids[j], w.check[j])
+        elapsed = time.perf_counter() - start
+        rates["check"] = max(rates.get("check", 0.0), checks / elapsed)
+        expected = file_expected_checks(n, checks)
+        if hits != expected:
+            problems.append(f"file checks: tallied {hits}, expected {expected}")
+    finally:
+        await m.close()
+
+
+def file_runs(args):
+    """The file provider's rounds; returns its figures and the problems found."""
+    w = Workload(args.file_stores, args.seed)
+    rates, problems = {}, []
+    root = Path(args.file_dir).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    for r in range(args.rounds):
+        print(
+            f"python baseline: file provider round {r + 1} of {args.rounds} "
+            f"({args.file_stores:,} stores by {args.file_writers} writers, {args.file_checks:,} checks)",
+            file=sys.stderr,
+        )
+        storage_dir = root / f"python-{os.getpid()}-{r}"
+        shutil.rmtree(storage_dir, ignore_errors=True)
+        try:
+            asyncio.run(
+                file_round(w, str(storage_dir), args.file_writers, args.file_checks, rates, problems)
+            )
+        finally:
+            shutil.rmtree(storage_dir, ignore_errors=True)
+    figures = {
+        "stores": args.file_stores,
+        "writers": args.file_writers,
+        "checks": args.file_checks,
+        "rounds": args.rounds,
+        "storage_dir": args.file_dir,
+        **rates,
+    }
+    return figures, problems
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--file-dir", help="measure the file provider in fresh directories here")
+    parser.add_argument("--file-stores", type=int, default=2_000)
+    parser.add_argument("--file-writers", type=int, default=64)
+    parser.add_argument("--file-checks", type=int, default=20_000)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -210,6 +297,7 @@ def main():
     sync_rate, sync_calls, sync_hits, sync_expected = sync_check_rate(w)
     print("python baseline: bytes per session (tracemalloc)", file=sys.stderr)
     per_session = bytes_per_session(w)
+    file_figures, file_problems = file_runs(args) if args.file_dir else (None, [])
 
     expected = w.expected()
     problems = [
@@ -220,6 +308,7 @@ def main():
     ]
     if sync_hits != sync_expected:
         problems.append(f"check_permission_sync: tallied {sync_hits}, expected {sync_expected}")
+    problems += file_problems
     if problems:
         print("python baseline: wrong answers, so no figures:\n" + "\n".join(problems), file=sys.stderr)
         sys.exit(1)
@@ -235,12 +324,22 @@ def main():
                 "single": rates,
                 "sync": {"check": sync_rate, "calls": sync_calls},
                 "bytes_per_session": per_session,
+                "file": file_figures,
                 "verified": True,
                 "notes": [
                     f"`check_permission_sync` runs `asyncio.run` per call; its rate comes from the first {sync_calls:,} positions of the sequence.",
                     "Bytes per session are `tracemalloc`'s traced growth while a fresh manager is filled; the ids are fresh strings so the store's copies count, and permission strings are shared with the pool, as the original stores the caller's objects.",
                     "The original adds `created_at` and `manager_version` to every session's metadata and keeps a default TTL of one hour, which psm-bench also sets.",
-                ],
+                ]
+                + (
+                    [
+                        f"The file provider ran with its defaults (backups on, atomic writes) in a fresh `storage_dir` under `{file_figures['storage_dir']}` each round; "
+                        f"{file_figures['stores']:,} sessions were stored by {file_figures['writers']} concurrent writers (`asyncio.gather` over batches of {file_figures['writers']}, on the default thread pool it hands its file I/O to), "
+                        f"then {file_figures['checks']:,} single-task `check_permission` calls cycled over them. Fewer sessions than psm's favour the original (smaller directories)."
+                    ]
+                    if file_figures
+                    else []
+                ),
             }
         )
     )

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: the load driver (`psm-bench`), the Python original on the same workload, and
-//! the criterion micro-benchmarks, in one run; writes `docs/benchmarks.md` and `docs/benchmarks.json`.
+//! `cargo xtask bench`: the load driver (`psm-bench`: the memory and file providers with their
+//! baselines), the Python original on the same workload (memory and file providers), and the
+//! criterion micro-benchmarks, in one run; writes `docs/benchmarks.md` and `docs/benchmarks.json`.
 
 mod criterion;
 mod machine;
@@ -25,6 +26,23 @@ const SEED: u64 = 0x5053_4d5f_4245_4e43;
 const PYTHON_PACKAGE: &str = "permission-storage-manager==1.0.2";
 const PYTHON_SCRIPT: &str = "xtask/bench/python_baseline.py";
 const VENV: &str = "target/bench-venv";
+/// Where every file store, the raw fsync baseline's file and the Python original's `storage_dir`
+/// live, each in a fresh directory: under `target/`, on the workspace's disk (`/tmp` may be a tmpfs,
+/// where an fsync costs nothing).
+const FILE_DIR: &str = "target/bench-file";
+/// Concurrent durable writers, for psm and for the Python original.
+const WRITERS: u32 = 64;
+/// Durable stores from one task (and raw appends + fdatasync), per round.
+const DURABLE_OPS: u32 = 2_000;
+/// The store whose opening is timed (the number), and how often it is opened.
+const OPEN_SESSIONS: u64 = 1_000_000;
+const QUICK_OPEN_SESSIONS: u64 = 100_000;
+const OPENS: u32 = 3;
+const QUICK_OPENS: u32 = 2;
+/// The Python original's file provider writes one JSON file per session with an fsync, so it gets
+/// fewer operations; its figures are rates.
+const PYTHON_FILE_STORES: u32 = 2_000;
+const PYTHON_FILE_CHECKS: u32 = 20_000;
 
 /// Entry point of `cargo xtask bench`.
 pub(crate) fn main(flags: BenchFlags) -> Result<()> {
@@ -39,9 +57,23 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
     let mut step = 0;
     let mut commands = Vec::new();
     let load_at_start = machine::load_average();
+    fs::create_dir_all(FILE_DIR)?;
+    let disk = machine::disk(Path::new(FILE_DIR));
+    if disk.starts_with("tmpfs") {
+        eprintln!("warning: {FILE_DIR} is on a tmpfs, so the durable figures measure no disk");
+    }
+    let (open_sessions, opens) = if flags.quick {
+        (QUICK_OPEN_SESSIONS, QUICK_OPENS)
+    } else {
+        (OPEN_SESSIONS, OPENS)
+    };
 
     step += 1;
-    header(step, total, "psm-bench (memory provider, HashMap baseline)");
+    header(
+        step,
+        total,
+        "psm-bench (memory provider, HashMap baseline, file provider, raw fsync baseline)",
+    );
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "psm-bench", "--"])
         .args([
@@ -51,6 +83,16 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
             &ROUNDS.to_string(),
             "--seed",
             &SEED.to_string(),
+            "--file-dir",
+            FILE_DIR,
+            "--writers",
+            &WRITERS.to_string(),
+            "--durable-ops",
+            &DURABLE_OPS.to_string(),
+            "--open-sessions",
+            &open_sessions.to_string(),
+            "--opens",
+            &opens.to_string(),
         ]);
     commands.push(display(&cmd));
     let psm = parse_json("psm-bench", &output(&mut cmd)?)?;
@@ -60,7 +102,7 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
         header(
             step,
             total,
-            "Python original (permission-storage-manager 1.0.2, memory provider)",
+            "Python original (permission-storage-manager 1.0.2, memory and file providers)",
         );
         let python = ensure_venv(&mut commands)?;
         let mut cmd = Command::new(&python);
@@ -71,6 +113,14 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
             &ROUNDS.to_string(),
             "--seed",
             &SEED.to_string(),
+            "--file-dir",
+            FILE_DIR,
+            "--file-stores",
+            &PYTHON_FILE_STORES.to_string(),
+            "--file-writers",
+            &WRITERS.to_string(),
+            "--file-checks",
+            &PYTHON_FILE_CHECKS.to_string(),
         ]);
         commands.push(display(&cmd));
         Some(parse_json("python baseline", &output(&mut cmd)?)?)
@@ -88,7 +138,7 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
 
     step += 1;
     header(step, total, "report");
-    let machine = machine::collect(python.as_ref(), &load_at_start);
+    let machine = machine::collect(python.as_ref(), &load_at_start, &disk);
     let raw = json!({
         "machine": machine,
         "commands": commands,
@@ -99,7 +149,9 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
     let (dir, note) = if flags.quick {
         (
             "target/xtask",
-            Some("a `--quick` smoke run (10,000 sessions, no Python, no criterion)"),
+            Some(
+                "a `--quick` smoke run (10,000 sessions, a file store of 100,000 sessions opened, no Python, no criterion)",
+            ),
         )
     } else {
         ("docs", None)

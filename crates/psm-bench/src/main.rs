@@ -1,23 +1,32 @@
 //! `psm-bench`: the load driver behind `cargo xtask bench`.
 //!
 //! It measures psm's memory provider through the manager and a bare `RwLock<HashMap>` baseline on the
-//! same generated workload, checks that every answer is the one the workload dictates, and prints one
+//! same generated workload; psm's file provider through the manager on that workload (reads against
+//! the memory provider, durable writes from one task against a bare "append + fdatasync" loop, and
+//! from many concurrent tasks); and the time to open a large file store. It checks that every answer
+//! is the one the workload dictates (for the file stores, also after reopening them), and prints one
 //! JSON object with the rates (operations per second, best of the rounds) and bytes per session.
 //!
 //! ```text
-//! psm-bench [--sessions N] [--rounds R] [--seed S]
+//! psm-bench [--sessions N] [--rounds R] [--seed S] [--file-dir DIR] [--writers W]
+//!           [--durable-ops N] [--open-sessions N] [--opens N]
 //! ```
+//!
+//! `--file-dir` (default `target/bench-file`) must be on the disk being measured: a tmpfs makes
+//! every fsync free.
 
 // The JSON result on standard output is this program's whole interface.
 #![allow(clippy::print_stdout)]
 
 mod alloc;
 mod baseline;
+mod file_run;
+mod open;
 mod ops;
 mod psm_run;
 mod workload;
 
-use std::{process::ExitCode, sync::Arc, time::Instant};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 
 use serde_json::{Value, json};
 
@@ -33,11 +42,22 @@ static GLOBAL: alloc::Counting = alloc::Counting;
 pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The run's parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Params {
     sessions: usize,
     rounds: u32,
     seed: u64,
+    /// Where the file stores and the raw fsync baseline's file are created (each in a fresh
+    /// directory, removed afterwards).
+    file_dir: PathBuf,
+    /// Concurrent tasks writing durably to the file store.
+    writers: usize,
+    /// Durable `store_permissions` from one task (and raw appends + fsync), per round.
+    durable_ops: usize,
+    /// Sessions of the store whose opening is timed.
+    open_sessions: usize,
+    /// How many times that store is opened (the best is reported).
+    opens: u32,
 }
 
 impl Default for Params {
@@ -46,6 +66,11 @@ impl Default for Params {
             sessions: 100_000,
             rounds: 3,
             seed: 0x5053_4d5f_4245_4e43,
+            file_dir: PathBuf::from("target/bench-file"),
+            writers: 64,
+            durable_ops: 2_000,
+            open_sessions: 1_000_000,
+            opens: 3,
         }
     }
 }
@@ -81,13 +106,33 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> BenchResult<Params> {
                     .map_err(|_| format!("bad --rounds: {value}"))?
             }
             "--seed" => params.seed = value.parse().map_err(|_| format!("bad --seed: {value}"))?,
+            "--file-dir" => params.file_dir = PathBuf::from(value),
+            "--writers" => params.writers = number(&flag, &value)?,
+            "--durable-ops" => params.durable_ops = number(&flag, &value)?,
+            "--open-sessions" => params.open_sessions = number(&flag, &value)?,
+            "--opens" => {
+                params.opens = value.parse().map_err(|_| format!("bad --opens: {value}"))?
+            }
             other => return Err(format!("unknown argument: {other}").into()),
         }
     }
     if params.sessions < 2 || params.rounds == 0 {
         return Err("--sessions must be at least 2 and --rounds at least 1".into());
     }
+    if params.writers == 0 || params.durable_ops == 0 || params.open_sessions == 0 {
+        return Err("--writers, --durable-ops and --open-sessions must be at least 1".into());
+    }
+    if params.open_sessions >= 1 << 24 {
+        return Err("--open-sessions must be below 16,777,216".into());
+    }
+    if params.opens == 0 {
+        return Err("--opens must be at least 1".into());
+    }
     Ok(params)
+}
+
+fn number(flag: &str, value: &str) -> BenchResult<usize> {
+    Ok(value.parse().map_err(|_| format!("bad {flag}: {value}"))?)
 }
 
 /// Generates the workload, runs every measurement, verifies every tally and returns the JSON result.
@@ -105,11 +150,14 @@ fn run(params: Params) -> BenchResult<Value> {
     // Rounds are interleaved (psm, then the baseline, mode by mode) so that both sides of every
     // ratio are measured under the same load: on a shared VM, throughput drifts by tens of percent
     // over minutes, and measuring all of psm's rounds before all of the baseline's skews ratios.
+    // The file provider's rounds run in the same loop, right after the memory provider's.
     let mut psm_single = OpResults::default();
     let mut psm_threads2 = OpResults::default();
     let mut blocking = psm_run::Blocking::default();
     let mut map_single = OpResults::default();
     let mut map_threads2 = OpResults::default();
+    let mut file_reads = file_run::Reads::default();
+    let mut durable = file_run::Durable::default();
     for round in 1..=params.rounds {
         step(&format!(
             "round {round}: psm and the HashMap baseline, single task"
@@ -125,12 +173,34 @@ fn run(params: Params) -> BenchResult<Value> {
         let b = psm_run::blocking(&w, 1)?;
         blocking.single.merge(b.single);
         blocking.threads2.merge(b.threads2);
+        step(&format!(
+            "round {round}: file store filled by {} durable writers, then read",
+            params.writers
+        ));
+        file_run::reads(&w, &params.file_dir, params.writers, &mut file_reads)?;
+        step(&format!(
+            "round {round}: {} durable stores from one task, alternating with raw append + fdatasync",
+            params.durable_ops
+        ));
+        file_run::durable_single(&w, &params.file_dir, params.durable_ops, &mut durable)?;
     }
     step("bytes per session");
     let psm_bytes = psm_run::bytes_per_session(&w)?;
     let map_bytes = baseline::bytes_per_session(&w);
 
     let mut problems = Vec::new();
+    eprintln!(
+        "psm-bench: a file store of {} sessions: build, then open {} times",
+        params.open_sessions, params.opens
+    );
+    let open = open::large_store(
+        &params.file_dir,
+        params.open_sessions,
+        params.opens,
+        params.seed,
+        &mut problems,
+    )?;
+
     psm_single.verify(&w, "psm single", &mut problems);
     psm_threads2.verify(&w, "psm 2 threads", &mut problems);
     blocking
@@ -141,6 +211,15 @@ fn run(params: Params) -> BenchResult<Value> {
         .verify(&w, "psm::blocking 2 threads", &mut problems);
     map_single.verify(&w, "hashmap single", &mut problems);
     map_threads2.verify(&w, "hashmap 2 threads", &mut problems);
+    file_reads
+        .concurrent_store
+        .verify(&w, "file concurrent writers", &mut problems);
+    file_reads.single.verify(&w, "file single", &mut problems);
+    file_reads
+        .threads2
+        .verify(&w, "file 2 threads", &mut problems);
+    problems.append(&mut file_reads.problems);
+    problems.append(&mut durable.problems);
     if !problems.is_empty() {
         return Err(format!("wrong answers, so no figures:\n{}", problems.join("\n")).into());
     }
@@ -173,8 +252,43 @@ fn run(params: Params) -> BenchResult<Value> {
             "threads2": map_threads2.to_json(),
             "bytes_per_session": map_bytes,
         },
+        "file": {
+            "dir": params.file_dir.display().to_string(),
+            "writers": params.writers,
+            "store_concurrent": file_reads.concurrent_store.rate(Op::Store),
+            "single": file_reads.single.to_json(),
+            "threads2": file_reads.threads2.to_json(),
+            "reopen_secs": best_low(&file_reads.reopen_secs),
+            "durable_single": {
+                "ops": params.durable_ops.min(w.len()),
+                "psm": best_high(&durable.psm),
+                "raw": best_high(&durable.raw),
+                "psm_rounds": durable.psm,
+                "raw_rounds": durable.raw,
+                "raw_record_bytes": file_run::RAW_RECORD_BYTES,
+                "psm_record_bytes": durable.psm_record_bytes,
+            },
+            "open": open,
+        },
         "verified": true,
     }))
+}
+
+/// The highest of the rounds' rates, `null` when there is none.
+fn best_high(rates: &[f64]) -> Value {
+    rates
+        .iter()
+        .copied()
+        .reduce(f64::max)
+        .map_or(Value::Null, Value::from)
+}
+
+/// The lowest of the rounds' times, `null` when there is none.
+fn best_low(secs: &[f64]) -> Value {
+    secs.iter()
+        .copied()
+        .reduce(f64::min)
+        .map_or(Value::Null, Value::from)
 }
 
 #[cfg(test)]
@@ -182,13 +296,20 @@ mod tests {
     use super::*;
 
     /// Correctness, not speed: at N = 1,000 every mode answers what the workload dictates (half the
-    /// checks true, every stored session found, listed and invalidated) and every figure is present.
+    /// checks true, every stored session found, listed and invalidated; the file stores hold every
+    /// session after reopening) and every figure is present.
     #[test]
     fn a_small_run_answers_correctly_and_reports_every_figure() {
+        let tmp = tempfile::tempdir().unwrap();
         let report = run(Params {
             sessions: 1_000,
             rounds: 1,
             seed: 42,
+            file_dir: tmp.path().join("bench-file"),
+            writers: 8,
+            durable_ops: 50,
+            open_sessions: 3_000,
+            opens: 2,
         })
         .unwrap();
         assert_eq!(report["verified"], true);
@@ -207,6 +328,33 @@ mod tests {
         assert!(report["psm"]["bytes_per_session"].as_f64().unwrap() > 0.0);
         assert!(report["hashmap"]["bytes_per_session"].as_f64().unwrap() > 0.0);
 
+        let file = &report["file"];
+        assert!(file["store_concurrent"].as_f64().unwrap() > 0.0);
+        for mode in ["single", "threads2"] {
+            for op in file_run::READ_OPS {
+                assert!(
+                    file[mode][op.key()].as_f64().unwrap() > 0.0,
+                    "file {mode} {}",
+                    op.key()
+                );
+            }
+            assert!(file[mode]["store"].is_null());
+        }
+        assert!(file["reopen_secs"].as_f64().unwrap() > 0.0);
+        let durable = &file["durable_single"];
+        assert_eq!(durable["ops"], 50);
+        assert!(durable["psm"].as_f64().unwrap() > 0.0);
+        assert!(durable["raw"].as_f64().unwrap() > 0.0);
+        assert!(durable["psm_record_bytes"].as_f64().unwrap() > 0.0);
+        assert_eq!(file["open"]["sessions"], 3_000);
+        assert_eq!(file["open"]["open_secs"].as_array().unwrap().len(), 2);
+        assert!(file["open"]["best_open_secs"].as_f64().unwrap() > 0.0);
+        // Every store was created in a fresh directory and removed afterwards.
+        let left: Vec<_> = std::fs::read_dir(tmp.path().join("bench-file"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+
         let w = Workload::generate(1_000, 42);
         assert_eq!(Op::Check.expected_hits(&w), 500);
         assert_eq!(Op::ListUser.expected_hits(&w), 1_000);
@@ -216,7 +364,22 @@ mod tests {
     fn rejects_bad_arguments() {
         let parse = |line: &str| parse_args(line.split_whitespace().map(str::to_owned));
         assert_eq!(parse("--sessions 500 --rounds 2").unwrap().sessions, 500);
-        for bad in ["--sessions", "--sessions x", "--rounds 0", "--fast 1"] {
+        let p = parse("--file-dir /x/y --writers 8 --durable-ops 9 --open-sessions 10 --opens 2")
+            .unwrap();
+        assert_eq!(p.file_dir, PathBuf::from("/x/y"));
+        assert_eq!(
+            (p.writers, p.durable_ops, p.open_sessions, p.opens),
+            (8, 9, 10, 2)
+        );
+        for bad in [
+            "--sessions",
+            "--sessions x",
+            "--rounds 0",
+            "--fast 1",
+            "--writers 0",
+            "--opens 0",
+            "--open-sessions 20000000",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -22,8 +22,14 @@ fn builder() -> psm::ManagerBuilder {
         .default_ttl(Some(DEFAULT_TTL))
 }
 
-/// Runs `op` for the positions in `range` of its access sequence; returns the answers' tally.
-async fn run_op(m: &Manager, w: &Workload, op: Op, range: Range<usize>) -> psm::Result<u64> {
+/// Runs `op` for the positions in `range` of its access sequence; returns the answers' tally. Any
+/// manager will do: the file provider's runs use it too.
+pub(crate) async fn run_op(
+    m: &Manager,
+    w: &Workload,
+    op: Op,
+    range: Range<usize>,
+) -> psm::Result<u64> {
     let mut hits = 0_u64;
     if op == Op::ListUser {
         for &u in &w.user_order[range] {

@@ -1,13 +1,13 @@
-//! What the numbers were measured on: cores, CPU, memory, OS, toolchain, commit and date.
+//! What the numbers were measured on: cores, CPU, memory, disk, OS, toolchain, commit and date.
 
-use std::{fs, process::Command, thread};
+use std::{fs, path::Path, process::Command, thread};
 
 use serde_json::{Value, json};
 
 use crate::util::quiet_output;
 
 /// Collects the machine description; anything unreadable is reported as "unknown".
-pub(crate) fn collect(python: Option<&Value>, load_at_start: &str) -> Value {
+pub(crate) fn collect(python: Option<&Value>, load_at_start: &str, disk: &str) -> Value {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = field(&cpuinfo, "model name").unwrap_or_else(unknown);
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -26,6 +26,7 @@ pub(crate) fn collect(python: Option<&Value>, load_at_start: &str) -> Value {
         "cores": cores,
         "cpu": cpu,
         "memory": memory,
+        "disk": disk,
         "os": format!("{distro} ({kernel})"),
         "rustc": quiet_output(Command::new("rustc").arg("-V")).unwrap_or_else(unknown),
         "python": python.and_then(|p| p.get("python")).cloned().unwrap_or(Value::Null),
@@ -33,6 +34,21 @@ pub(crate) fn collect(python: Option<&Value>, load_at_start: &str) -> Value {
         "commit": commit(),
         "date": quiet_output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_else(unknown),
     })
+}
+
+/// The file system and device holding `dir`, as `ext4 on /dev/vda, mounted at /`: the durable figures are the
+/// disk's, and a tmpfs would make every fsync free.
+pub(crate) fn disk(dir: &Path) -> String {
+    quiet_output(Command::new("df").args(["-T", "-P"]).arg(dir))
+        .and_then(|out| parse_df(&out))
+        .unwrap_or_else(unknown)
+}
+
+/// The second line of `df -T -P`: device, type, sizes, mount point.
+fn parse_df(out: &str) -> Option<String> {
+    let words: Vec<&str> = out.lines().nth(1)?.split_whitespace().collect();
+    let (device, fstype, mount) = (words.first()?, words.get(1)?, words.last()?);
+    Some(format!("{fstype} on {device}, mounted at {mount}"))
 }
 
 /// The 1, 5 and 15 minute load averages: other work on the machine skews every figure, so the report
@@ -69,4 +85,20 @@ fn commit() -> String {
 
 fn unknown() -> String {
     "unknown".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_df() {
+        let out = "Filesystem     Type 1024-blocks     Used Available Capacity Mounted on\n\
+                   /dev/vda       ext4   264212084 15656472  79629416      17% /\n";
+        assert_eq!(
+            parse_df(out).as_deref(),
+            Some("ext4 on /dev/vda, mounted at /")
+        );
+        assert_eq!(parse_df("Filesystem Type\n"), None);
+    }
 }

@@ -1,5 +1,7 @@
 //! Renders the raw results as `docs/benchmarks.md`: machine, commands, tables, ratios and targets.
 
+mod file;
+
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -84,7 +86,7 @@ pub(crate) fn render(raw: &Value, note: Option<&str>, json_name: &str) -> String
     );
     line(
         w,
-        "The Python original is `permission-storage-manager` 1.0.2 from PyPI through its memory provider, single task (one asyncio loop awaiting each call); see `xtask/bench/python_baseline.py`.",
+        "The Python original is `permission-storage-manager` 1.0.2 from PyPI through its memory provider, single task (one asyncio loop awaiting each call); see `xtask/bench/python_baseline.py`. Its file provider is compared in [File provider](#file-provider).",
     );
     line(
         w,
@@ -185,6 +187,7 @@ pub(crate) fn render(raw: &Value, note: Option<&str>, json_name: &str) -> String
         ),
     );
     line(w, "");
+    file::sections(w, raw);
     line(w, "## Targets");
     line(w, "");
     line(w, "| target | measured | result |");
@@ -254,6 +257,7 @@ fn targets(raw: &Value) -> Vec<(String, String, &'static str)> {
         c.map_or_else(dash, |c| format!("{}/s", thousands(c))),
         verdict(c.map(|c| c >= BLOCKING_CHECKS_PER_SECOND)),
     ));
+    rows.extend(file::targets(raw));
     rows
 }
 
@@ -266,6 +270,7 @@ fn machine(w: &mut String, m: &Value) {
         ("cores", "cores"),
         ("cpu", "CPU"),
         ("memory", "memory"),
+        ("disk", "disk of the file stores"),
         ("os", "OS"),
         ("rustc", "rustc"),
         ("python", "Python"),
@@ -450,7 +455,10 @@ mod tests {
             "python": {"single": {"check": 1.0e5}},
         });
         let verdicts: Vec<_> = targets(&raw).into_iter().map(|(_, _, met)| met).collect();
-        assert_eq!(verdicts, ["met", "not met", "met", "met", "met"]);
+        assert_eq!(verdicts[..5], ["met", "not met", "met", "met", "met"]);
+        // No file figures: the file provider's targets are listed, unmeasured.
+        assert_eq!(verdicts.len(), 14);
+        assert!(verdicts[5..].iter().all(|&v| v == "not measured"));
         let quick = json!({ "psm_bench": raw["psm_bench"].clone(), "python": null });
         assert_eq!(targets(&quick)[2].2, "not measured");
         assert!(
