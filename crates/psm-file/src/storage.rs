@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Weak,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -20,7 +20,7 @@ use crate::{
     FileCache, FileConfig, FileStore, FileTokenStateStore, FileUserStore,
     compact::{self, StateSource},
     dir::StorageDir,
-    journal::{Batch, CLOSED, Journal, OPEN, WriterStart, failed},
+    journal::{Batch, CLOSED, Journal, OPEN, StoreState, WriterStart, failed},
     records::{Change, Entry, metadata_json},
     recovery::{self, Apply, DamageReport},
     stats::{self, StorageStats},
@@ -55,7 +55,7 @@ pub(crate) struct Inner {
     pub(crate) tables: Tables,
     open: RwLock<Option<Opened>>,
     /// Closed, open or failed (see `journal::OPEN`): one load on every call.
-    state: Arc<AtomicU8>,
+    state: Arc<StoreState>,
     damage: Mutex<Vec<DamageReport>>,
     started: Timestamp,
     cleanup_runs: AtomicU64,
@@ -112,7 +112,7 @@ impl FileStorage {
             clock,
             tables,
             open: RwLock::new(None),
-            state: Arc::new(AtomicU8::new(CLOSED)),
+            state: Arc::new(StoreState::new(CLOSED)),
             damage: Mutex::new(Vec::new()),
             started,
             cleanup_runs: AtomicU64::new(0),
