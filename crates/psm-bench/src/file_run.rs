@@ -63,6 +63,10 @@ pub(crate) struct Reads {
     pub(crate) single: OpResults,
     /// Two tasks on a two-worker runtime, as the memory provider's two-thread run.
     pub(crate) threads2: OpResults,
+    /// The memory provider, filled the same way on the same runtimes, its reads timed right
+    /// before the file store's, operation by operation: the pair behind the file / memory ratios.
+    pub(crate) memory_single: OpResults,
+    pub(crate) memory_threads2: OpResults,
     /// Seconds to reopen the filled store, every round.
     pub(crate) reopen_secs: Vec<f64>,
     pub(crate) problems: Vec<String>,
@@ -92,6 +96,26 @@ async fn fill_concurrently(
     Ok((start.elapsed(), hits))
 }
 
+/// Runs `calls` of `op` as two tasks, one per half; returns the elapsed time and the tally.
+async fn two_halves(
+    m: &Manager,
+    w: &Arc<Workload>,
+    op: Op,
+    calls: usize,
+) -> BenchResult<(Duration, u64)> {
+    let mid = calls / 2;
+    let start = Instant::now();
+    let halves = [0..mid, mid..calls].map(|range| {
+        let (m, w) = (m.clone(), Arc::clone(w));
+        tokio::spawn(async move { run_op(&m, &w, op, range).await })
+    });
+    let mut hits = 0;
+    for half in halves {
+        hits += half.await??;
+    }
+    Ok((start.elapsed(), hits))
+}
+
 /// One round: fills a fresh file store with `writers` concurrent durable writers (timed), times the
 /// reads from one task and from two threads, then closes the store, reopens it and checks that
 /// every session came back with its permissions.
@@ -112,34 +136,32 @@ pub(crate) fn reads(
         let (elapsed, hits) = multi.block_on(fill_concurrently(&m, w, w.len(), writers))?;
         out.concurrent_store
             .record(Op::Store, w.len(), elapsed, hits);
+        let memory = multi.block_on(
+            Manager::builder()
+                .provider("memory")
+                .default_ttl(m.default_ttl().map(psm::Ttl::as_secs))
+                .build(),
+        )?;
+        multi.block_on(fill_concurrently(&memory, w, w.len(), writers))?;
 
-        single.block_on(async {
-            for op in READ_OPS {
+        // Memory, then file, operation by operation: both sides of each ratio under one load.
+        for op in READ_OPS {
+            for (manager, results) in [(&memory, &mut out.memory_single), (&m, &mut out.single)] {
                 let calls = op.calls(w);
                 let start = Instant::now();
-                let hits = run_op(&m, w, op, 0..calls).await?;
-                out.single.record(op, calls, start.elapsed(), hits);
+                let hits = single.block_on(run_op(manager, w, op, 0..calls))?;
+                results.record(op, calls, start.elapsed(), hits);
             }
-            Ok::<_, psm::Error>(())
-        })?;
-
-        multi.block_on(async {
-            for op in READ_OPS {
+        }
+        for op in READ_OPS {
+            for (manager, results) in [(&memory, &mut out.memory_threads2), (&m, &mut out.threads2)]
+            {
                 let calls = op.calls(w);
-                let mid = calls / 2;
-                let start = Instant::now();
-                let halves = [0..mid, mid..calls].map(|range| {
-                    let (m, w) = (m.clone(), Arc::clone(w));
-                    tokio::spawn(async move { run_op(&m, &w, op, range).await })
-                });
-                let mut hits = 0;
-                for half in halves {
-                    hits += half.await??;
-                }
-                out.threads2.record(op, calls, start.elapsed(), hits);
+                let (elapsed, hits) = multi.block_on(two_halves(manager, w, op, calls))?;
+                results.record(op, calls, elapsed, hits);
             }
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-        })?;
+        }
+        multi.block_on(memory.close())?;
         multi.block_on(m.close())?;
         storage.close();
     }

@@ -216,6 +216,12 @@ fn run(params: Params) -> BenchResult<Value> {
         .verify(&w, "file concurrent writers", &mut problems);
     file_reads.single.verify(&w, "file single", &mut problems);
     file_reads
+        .memory_single
+        .verify(&w, "memory beside file, single", &mut problems);
+    file_reads
+        .memory_threads2
+        .verify(&w, "memory beside file, 2 threads", &mut problems);
+    file_reads
         .threads2
         .verify(&w, "file 2 threads", &mut problems);
     problems.append(&mut file_reads.problems);
@@ -258,6 +264,8 @@ fn run(params: Params) -> BenchResult<Value> {
             "store_concurrent": file_reads.concurrent_store.rate(Op::Store),
             "single": file_reads.single.to_json(),
             "threads2": file_reads.threads2.to_json(),
+            "memory_single": file_reads.memory_single.to_json(),
+            "memory_threads2": file_reads.memory_threads2.to_json(),
             "reopen_secs": best_low(&file_reads.reopen_secs),
             "durable_single": {
                 "ops": params.durable_ops.min(w.len()),
