@@ -195,6 +195,21 @@ struct Part {
     committed_end: u64,
     /// Journals: records after the last commit.
     uncommitted: Vec<(u64, Change)>,
+    /// Journals: the latest batch whose commit counts more records than could be read, held back
+    /// until it is known whether it is the file's last batch (a torn write of the newest segment,
+    /// not applied) or an earlier one (damage: what survives is applied).
+    suspect: Option<Suspect>,
+}
+
+/// A batch with records missing.
+#[derive(Debug)]
+struct Suspect {
+    changes: Vec<(u64, Change)>,
+    expected: u64,
+    /// The commit frame's offset.
+    offset: u64,
+    /// Where the batch before it ended.
+    start: u64,
 }
 
 fn replay(
@@ -290,6 +305,43 @@ fn replay(
     let mut end = None;
     let mut tail = None;
     for (i, mut part) in results.into_iter().enumerate() {
+        // Where a torn tail starts: damage from here on belongs to it.
+        let mut torn_from = u64::MAX;
+        if let Some(s) = part.suspect.take() {
+            if newest {
+                // The last batch lost records in a write whose fsync never completed (so it was
+                // never acknowledged): applying the rest would make a state that never existed.
+                report(
+                    s.start,
+                    part.valid_end.saturating_sub(s.start),
+                    format!(
+                        "torn tail: the last batch has {} of its {} records",
+                        s.changes.len(),
+                        s.expected
+                    ),
+                );
+                part.committed_end = s.start;
+                torn_from = s.start;
+                tail = Some(s.start);
+                part.uncommitted.clear();
+            } else {
+                report(
+                    s.offset,
+                    0,
+                    format!(
+                        "damaged batch: {} of its {} records readable",
+                        s.changes.len(),
+                        s.expected
+                    ),
+                );
+                for (offset, change) in s.changes {
+                    part.records += 1;
+                    if let Err(e) = sink.apply(change) {
+                        report(offset, 0, format!("invalid record: {}", e.message()));
+                    }
+                }
+            }
+        }
         if !part.uncommitted.is_empty() {
             let n = part.uncommitted.len();
             let offset = part.uncommitted.first().map_or(0, |(o, _)| *o);
@@ -321,9 +373,14 @@ fn replay(
         out.records += part.records;
         end = end.or(part.end);
         for (offset, len, why) in part.bad {
-            report(offset, len, why);
+            if offset < torn_from {
+                report(offset, len, why);
+            }
         }
         for d in &part.damage {
+            if d.offset >= torn_from {
+                continue; // reported with the torn batch above
+            }
             // Damage at the end of a part that is not the last one runs up to the next part.
             let is_tail = d.tail && i == last;
             let reason = if is_tail {
@@ -333,11 +390,12 @@ fn replay(
             };
             report(d.offset, d.len, reason.into());
             if is_tail {
-                tail = Some(if journal {
+                let end = if journal {
                     part.committed_end.min(part.valid_end)
                 } else {
                     part.valid_end
-                });
+                };
+                tail = Some(tail.map_or(end, |t: u64| t.min(end)));
             }
         }
     }
@@ -402,16 +460,33 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
     {
         Ok(Change::End(n)) => out.end = Some(n),
         Ok(Change::Commit(n)) => {
-            let batch = std::mem::take(&mut out.uncommitted);
-            if batch.len() as u64 != n {
+            // A later batch made it to disk, so a held-back one was not the last: apply it.
+            if let Some(s) = out.suspect.take() {
                 out.bad.push((
-                    offset,
+                    s.offset,
                     0,
-                    format!("damaged batch: {} of its {n} records readable", batch.len()),
+                    format!(
+                        "damaged batch: {} of its {} records readable",
+                        s.changes.len(),
+                        s.expected
+                    ),
                 ));
+                for (offset, change) in s.changes {
+                    apply(out, offset, change);
+                }
             }
-            for (offset, change) in batch {
-                apply(out, offset, change);
+            let batch = std::mem::take(&mut out.uncommitted);
+            if batch.len() as u64 == n {
+                for (offset, change) in batch {
+                    apply(out, offset, change);
+                }
+            } else {
+                out.suspect = Some(Suspect {
+                    changes: batch,
+                    expected: n,
+                    offset,
+                    start: out.committed_end,
+                });
             }
             out.committed_end = offset + payload.len() as u64;
         }

@@ -300,6 +300,58 @@ async fn records_of_a_batch_without_its_commit_are_not_applied() {
     assert!(open_at(tmp.path(), &clock).damage().is_empty());
 }
 
+/// A hole inside the last batch (a record lost while its commit reached the disk: an unsynced
+/// write torn by a power cut) drops the whole batch, never part of it: an all-or-nothing
+/// operation stays all or nothing.
+#[tokio::test]
+async fn a_last_batch_with_a_hole_is_dropped_whole() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    three_sessions(tmp.path(), &clock).await;
+    let storage = open_at(tmp.path(), &clock);
+    let alice = UserId::parse("alice").unwrap();
+    assert_eq!(
+        storage
+            .sessions()
+            .invalidate_user_sessions(&alice)
+            .await
+            .unwrap(),
+        3
+    );
+    storage.close();
+    let newest = journals(tmp.path()).pop().unwrap();
+    let mut bytes = fs::read(&newest).unwrap();
+    // The batch holds three removals and a commit: zero the second removal's frame.
+    let mark = 0x5053_4D52u32.to_le_bytes();
+    let frames: Vec<usize> = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == mark)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(frames.len(), 4, "three removals and a commit");
+    for b in &mut bytes[frames[1]..frames[2]] {
+        *b = 0;
+    }
+    fs::write(&newest, &bytes).unwrap();
+    let again = open_at(tmp.path(), &clock);
+    let damage = again.damage();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(damage[0].reason.contains("torn tail"), "{damage:?}");
+    let s = again.sessions();
+    for id in ["one", "two", "three"] {
+        assert!(
+            s.check_permission(sid(id), perm("read")).await.unwrap(),
+            "{id}"
+        );
+    }
+    again.close();
+    assert!(
+        open_at(tmp.path(), &clock).damage().is_empty(),
+        "cut off once"
+    );
+}
+
 #[tokio::test]
 async fn garbage_after_the_last_record_is_a_torn_tail() {
     let tmp = tempdir();
