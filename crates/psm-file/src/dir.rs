@@ -26,8 +26,6 @@ pub(crate) const TMP_SUFFIX: &str = ".tmp";
 /// Suffix of backups being removed (renamed first, so a crash never leaves a partial backup
 /// under a backup's name).
 pub(crate) const DELETING_SUFFIX: &str = ".deleting";
-/// Where `restore_backup` prepares its snapshot; removed on open if a crash left it.
-pub(crate) const STAGING_DIR: &str = "restore-staging";
 
 /// An I/O error on `path` as a psm error.
 pub(crate) fn io_error(what: &str, path: &Path, e: &io::Error) -> Error {

@@ -505,7 +505,11 @@ impl Writer {
     /// Stops taking writes: memory may now hold changes the disk does not.
     fn fail(&mut self, err: Error) {
         tracing::error!(error = %err, "file store: journal write failed; refusing every call until reopened");
-        self.state.store(FAILED, Ordering::Release);
+        // Only an open store becomes failed: a store being closed stays closed, so a reopen is not
+        // mistaken for a no-op.
+        let _ = self
+            .state
+            .compare_exchange(OPEN, FAILED, Ordering::AcqRel, Ordering::Acquire);
         self.failure = Some(err);
     }
 

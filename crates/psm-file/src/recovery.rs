@@ -12,7 +12,7 @@ use psm_core::{Error, ErrorKind, Result};
 
 use crate::{
     compact,
-    dir::{Listing, STAGING_DIR, StorageDir, io_error},
+    dir::{Listing, StorageDir, io_error},
     format::{Damage, FLAG_COMPRESSED, FileKind, Frames, HEADER_LEN, HeaderError, decode_header},
     records::{self, Change},
 };
@@ -150,15 +150,10 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| io_error("cannot read", path, &e))
 }
 
-/// Removes temporary files, an interrupted restore's staging directory, an interrupted backup or
-/// prune, and the segments and snapshots the newest snapshot covers.
+/// Removes temporary files, an interrupted backup or prune, and the segments and snapshots the
+/// newest snapshot covers.
 fn remove_leftovers(dir: &StorageDir, listing: &Listing) -> Result<()> {
     let mut changed = false;
-    let staging = dir.root().join(STAGING_DIR);
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(|e| io_error("cannot remove", &staging, &e))?;
-        changed = true;
-    }
     compact::remove_backup_leftovers(&dir.backups())?;
     for p in &listing.temporary {
         fs::remove_file(p).map_err(|e| io_error("cannot remove", p, &e))?;
@@ -297,9 +292,13 @@ fn replay(
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
+                .map(|h| {
+                    h.join().map_err(|_| {
+                        Error::provider("file store: a snapshot reader thread panicked")
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })?
     };
     let last = results.len().saturating_sub(1);
     let mut end = None;

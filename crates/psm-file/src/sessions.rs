@@ -10,7 +10,7 @@ use crate::{
     FileConfig, FileStorage, StorageStats,
     journal::Batch,
     records::{Entry, metadata_json},
-    storage::{PROVIDER, Tables},
+    storage::{PROVIDER, Tables, blocking},
 };
 
 /// The durable, crash-safe `PermissionStore` of one storage directory.
@@ -138,16 +138,6 @@ impl FileStore {
         let inner = self.storage.inner();
         inner.ensure_open()?;
         Ok(&inner.tables)
-    }
-}
-
-/// Runs blocking file work on Tokio's blocking pool when a runtime is current, inline otherwise.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => rt.spawn_blocking(f).await.map_err(|e| {
-            psm_core::Error::provider(format!("file store: blocking task failed: {e}"))
-        })?,
-        Err(_) => f(),
     }
 }
 

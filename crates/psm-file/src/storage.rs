@@ -244,10 +244,15 @@ impl FileStorage {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn reopen(&self) -> Result<()> {
-        if self.is_open() {
-            return Ok(());
+        match self.inner.state.load(Ordering::Acquire) {
+            OPEN => Ok(()),
+            CLOSED => self.inner.reopen(),
+            // A failed store is closed first: reopening replays what the disk really holds.
+            _ => {
+                self.inner.close();
+                self.inner.reopen()
+            }
         }
-        self.inner.reopen()
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -268,6 +273,19 @@ impl FileStorage {
         }
         let weak = Arc::downgrade(&self.inner);
         *slot = Some(rt.spawn(clean_every(weak, every)));
+    }
+}
+
+/// Runs blocking file work on Tokio's blocking pool when a runtime is current, inline otherwise.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => rt
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| Error::provider(format!("file store: blocking task failed: {e}")))?,
+        Err(_) => f(),
     }
 }
 
@@ -336,9 +354,14 @@ impl Inner {
         self.ensure_open()?;
         let now = self.now();
         // Removing expired sessions needs no record (a replay drops them by their expiry), so it
-        // runs here rather than holding up the writer; removed families are journaled.
-        let removed = self.tables.sessions.cleanup();
-        self.tables.cache.purge_expired(now);
+        // runs outside the writer (and, sweeping every shard, on the blocking pool); removed
+        // families are journaled.
+        let tables = self.tables.clone();
+        let removed = blocking(move || {
+            tables.cache.purge_expired(now);
+            Ok(tables.sessions.cleanup())
+        })
+        .await?;
         self.write(move |t, batch| {
             for id in t.tokens.cleanup_expired_families(now) {
                 batch.push(&Entry::FamilyRemoved(id.as_str()));
@@ -563,7 +586,7 @@ mod tests {
             storage.backup().await.is_err(),
             "no snapshot of unsynced state"
         );
-        s.close().await.unwrap();
+        // One initialize reopens a failed store (it closes it first).
         s.initialize().await.unwrap();
         assert!(s.check_permission(kept, read).await.unwrap());
         // The write was refused before reaching the file. (Had its fsync failed instead, it might

@@ -16,15 +16,28 @@ use psm_core::{
 };
 use psm_file::{FileConfig, FileStorage};
 
-/// A fresh directory under cargo's per-target temporary directory. The stores outlive the
-/// fixture (the suite holds them as trait objects), so they are kept until the next run of this
-/// binary, which removes the previous run's directories before creating any.
+/// A fresh directory under cargo's per-target temporary directory, in one directory per test
+/// process. The stores outlive the fixture (the suite holds them as trait objects), so they are
+/// kept until a later run removes the directories of processes that are no longer running.
 fn fresh_dir() -> PathBuf {
     static CLEANED: std::sync::Once = std::sync::Once::new();
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("psm-file-conformance");
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("psm-file-conformance");
     CLEANED.call_once(|| {
-        let _ = std::fs::remove_dir_all(&root);
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let gone = name
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if gone {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     });
+    let root = base.join(std::process::id().to_string());
     if let Err(e) = std::fs::create_dir_all(&root) {
         panic!("cannot create {}: {e}", root.display());
     }

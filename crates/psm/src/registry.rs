@@ -141,13 +141,21 @@ impl ProviderRegistry {
             // Opening reads the whole directory: do it on the blocking pool.
             #[cfg(feature = "file")]
             Entry::File => match psm_file::FileConfig::from_json(config) {
-                Ok(config) => tokio::task::spawn_blocking(move || {
-                    psm_file::FileStorage::open_with_clock(config, clock)
-                })
-                .await
-                .map_err(|e| Error::provider(format!("opening the file store failed: {e}")))
-                .and_then(|opened| opened)
-                .map(|storage| Backend::from_file(storage.sessions())),
+                Ok(config) => {
+                    let open = move || psm_file::FileStorage::open_with_clock(config, clock);
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => rt
+                            .spawn_blocking(open)
+                            .await
+                            .map_err(|e| {
+                                Error::provider(format!("opening the file store failed: {e}"))
+                            })
+                            .and_then(|opened| opened),
+                        // Polled outside Tokio: open right here.
+                        Err(_) => open(),
+                    }
+                    .map(|storage| Backend::from_file(storage.sessions()))
+                }
                 Err(e) => Err(e),
             },
             Entry::Custom(factory) => factory.create(config, clock).await.map(Backend::from_dyn),

@@ -616,6 +616,7 @@ async fn leftovers_of_interrupted_work_are_removed_and_strangers_kept() {
     )
     .unwrap();
     fs::create_dir_all(root.join("restore-staging/x")).unwrap();
+    fs::write(root.join("restore-staging/x/mine"), b"mine").unwrap();
     fs::create_dir_all(root.join("backups/backup-00000000000000000098.tmp")).unwrap();
     fs::create_dir_all(root.join("backups/backup-00000000000000000001.deleting")).unwrap();
     fs::write(root.join("notes.tmp"), b"mine").unwrap();
@@ -625,7 +626,6 @@ async fn leftovers_of_interrupted_work_are_removed_and_strangers_kept() {
     for gone in [
         "snapshot-00000000000000000099.psm.tmp",
         "journal-00000000000000000000.log",
-        "restore-staging",
         "backups/backup-00000000000000000098.tmp",
         "backups/backup-00000000000000000001.deleting",
     ] {
@@ -633,6 +633,10 @@ async fn leftovers_of_interrupted_work_are_removed_and_strangers_kept() {
     }
     assert_eq!(fs::read(root.join("notes.tmp")).unwrap(), b"mine");
     assert_eq!(fs::read(root.join("README")).unwrap(), b"mine");
+    assert_eq!(
+        fs::read(root.join("restore-staging/x/mine")).unwrap(),
+        b"mine"
+    );
     assert_eq!(again.list_backups().unwrap().len(), 1);
     assert!(
         again
@@ -822,7 +826,7 @@ async fn the_background_cleanup_removes_expired_sessions_and_backs_up_changes() 
     let mut waited = 0;
     while (storage.list_backups().unwrap().is_empty()
         || storage.storage_stats().unwrap().total_sessions_expired == 0)
-        && waited < 500
+        && waited < 6000
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += 1;
@@ -835,7 +839,7 @@ async fn the_background_cleanup_removes_expired_sessions_and_backs_up_changes() 
     // Nothing changed since: later ticks take no new backup.
     let runs = storage.storage_stats().unwrap().total_cleanup_runs;
     let mut waited = 0;
-    while storage.storage_stats().unwrap().total_cleanup_runs < runs + 3 && waited < 1000 {
+    while storage.storage_stats().unwrap().total_cleanup_runs < runs + 3 && waited < 6000 {
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += 1;
     }
@@ -899,4 +903,79 @@ async fn a_backup_taken_under_writes_restores_cleanly_to_a_point_in_between() {
             after[t]
         );
     }
+}
+
+/// Writes that arrive together share fsyncs: 64 concurrent writers need far fewer journal batches
+/// than writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_fsyncs() {
+    let tmp = tempdir();
+    let storage = open_at(tmp.path(), &ManualClock::at_2024());
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let s = storage.sessions();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    s.store_permissions(sid(&format!("t{t}_{i}")), session("alice", &["read"]))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = storage.storage_stats().unwrap();
+    assert_eq!(stats.journal_records, 64 * 20);
+    assert!(
+        stats.journal_batches < stats.journal_records / 2,
+        "{} batches for {} writes",
+        stats.journal_batches,
+        stats.journal_records
+    );
+}
+
+/// Opening and closing without writing leaves no empty journal segments behind.
+#[tokio::test]
+async fn opening_without_writing_leaves_no_files_behind() {
+    let tmp = tempdir();
+    let clock = ManualClock::at_2024();
+    three_sessions(tmp.path(), &clock).await;
+    let before = journals(tmp.path()).len();
+    for _ in 0..5 {
+        open_at(tmp.path(), &clock).close();
+    }
+    assert!(journals(tmp.path()).len() <= before + 1);
+}
+
+/// `get_storage_stats` has every field of the seed's record.
+#[tokio::test]
+async fn storage_stats_have_the_seed_fields() {
+    let tmp = tempdir();
+    let storage = open_at(tmp.path(), &ManualClock::at_2024());
+    let v = serde_json::to_value(storage.storage_stats().unwrap()).unwrap();
+    for key in [
+        "provider",
+        "uptime_seconds",
+        "total_sessions_created",
+        "total_sessions_expired",
+        "total_file_operations",
+        "total_cleanup_runs",
+        "cleanup_interval",
+        "enable_backup",
+        "max_backup_files",
+        "session_files",
+        "user_index_files",
+        "backup_files",
+        "total_size_bytes",
+        "backup_size_bytes",
+        "storage_directory",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["provider"], "file");
+    assert_eq!(v["cleanup_interval"], 300);
+    assert_eq!(v["enable_backup"], true);
+    assert_eq!(v["max_backup_files"], 5);
 }
