@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod algorithm;
+mod claims;
+mod codec;
+mod config;
+mod keys;
+mod service;
+
+pub use algorithm::Algorithm;
+pub use claims::{ACCESS_TYP, AccessClaims, REFRESH_TYP, RefreshClaims, TokenPair};
+pub use codec::MAX_TOKEN_LEN;
+pub use config::{MAX_ACCESS_TTL, MAX_LEEWAY, MAX_REFRESH_LIFETIME, TokenConfig};
+pub use keys::{KeySet, SigningKey};
+pub use service::TokenService;
