@@ -2,6 +2,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod args;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod auth;
 mod backend;
 pub mod blocking;
 mod builder;
@@ -34,3 +37,8 @@ pub use psm_memory as memory;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use psm_file as file;
+
+/// The token service (`psm-jwt`): keys, token settings, access and refresh pairs.
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use psm_jwt as jwt;

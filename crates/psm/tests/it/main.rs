@@ -4,6 +4,7 @@
 // reach them, so the whole test crate opts in.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod blocking;
 mod file;
 mod lifecycle;
