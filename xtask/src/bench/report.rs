@@ -1,5 +1,6 @@
 //! Renders the raw results as `docs/benchmarks.md`: machine, commands, tables, ratios and targets.
 
+mod auth;
 mod file;
 
 use std::fmt::Write as _;
@@ -258,6 +259,7 @@ fn targets(raw: &Value) -> Vec<(String, String, &'static str)> {
         verdict(c.map(|c| c >= BLOCKING_CHECKS_PER_SECOND)),
     ));
     rows.extend(file::targets(raw));
+    rows.extend(auth::targets(raw));
     rows
 }
 
@@ -456,8 +458,9 @@ mod tests {
         });
         let verdicts: Vec<_> = targets(&raw).into_iter().map(|(_, _, met)| met).collect();
         assert_eq!(verdicts[..5], ["met", "not met", "met", "met", "met"]);
-        // No file figures: the file provider's targets are listed, unmeasured.
-        assert_eq!(verdicts.len(), 14);
+        // No file or criterion figures: the file provider's and the token/login targets are
+        // listed, unmeasured.
+        assert_eq!(verdicts.len(), 17);
         assert!(verdicts[5..].iter().all(|&v| v == "not measured"));
         let quick = json!({ "psm_bench": raw["psm_bench"].clone(), "python": null });
         assert_eq!(targets(&quick)[2].2, "not measured");
