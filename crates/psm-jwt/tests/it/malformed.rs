@@ -1,14 +1,9 @@
 //! Property tests: malformed tokens of arbitrary bytes never panic and are never accepted.
 
-// Test helpers outside #[test] functions unwrap too.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::sync::OnceLock;
 
+use crate::common::*;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::*;
 use proptest::prelude::*;
 use psm_core::ErrorKind;
 use psm_jwt::TokenPair;

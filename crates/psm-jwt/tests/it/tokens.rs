@@ -1,14 +1,9 @@
 //! TokenService tests: every token attack of issue 6, rotation, revocation, keys and configuration.
 
-// Test helpers outside #[test] functions unwrap too.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
+use crate::common::*;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::*;
 use jsonwebtoken::{EncodingKey, crypto};
 use psm_core::{ErrorKind, FamilyId, Result, TokenId};
 use psm_jwt::{AccessClaims, Algorithm, KeySet, SigningKey, TokenConfig, TokenPair};
