@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 pub const ACCESS_TYP: &str = "access";
 /// The `typ` claim of a refresh token.
 pub const REFRESH_TYP: &str = "refresh";
+/// The JOSE header `typ` of an access token (RFC 9068; RFC 8725 section 3.11 explicit typing).
+/// Verification also accepts `application/at+jwt`, case-insensitively.
+pub const ACCESS_HEADER_TYP: &str = "at+jwt";
+/// The JOSE header `typ` of a refresh token (explicit typing, so a refresh token never passes as
+/// an access token). Verification also accepts `application/rt+jwt`, case-insensitively.
+pub const REFRESH_HEADER_TYP: &str = "rt+jwt";
 
 /// The claims of an access token. Every field is required when a token is verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

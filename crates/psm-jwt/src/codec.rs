@@ -23,23 +23,42 @@ pub(crate) fn invalid(message: &'static str) -> Error {
     Error::new(ErrorKind::TokenInvalid, message)
 }
 
-/// The header fields psm looks at. Other members (`typ`, `jku`, `jwk`, `x5u`, ...) are ignored:
-/// keys come only from the key set, never from the token.
+/// The header fields psm looks at. Other members (`jku`, `jwk`, `x5u`, ...) are ignored: keys come
+/// only from the key set, never from the token.
 #[derive(Deserialize)]
 struct RawHeader<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
     #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
+    /// RFC 8725 section 3.11 explicit typing: `at+jwt` or `rt+jwt`, checked once signed.
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
     /// RFC 7515 section 4.1.11: extensions psm does not understand must fail the token.
     #[serde(default)]
     crit: Option<IgnoredAny>,
 }
 
-/// Checks the structure, the key id, the algorithm and the signature of `token`; returns the
-/// decoded payload bytes (JSON), not yet trusted for anything but having been signed by a key of
-/// `keys`.
-pub(crate) fn verify_signature(keys: &KeySet, token: &str) -> Result<Vec<u8>> {
+/// Whether the header `typ` names the media type `expected` (`at+jwt` or `rt+jwt`). RFC 7515
+/// section 4.1.9: media type names are case-insensitive and `application/` may be omitted, so
+/// `application/at+jwt` is the same type (RFC 9068 section 4 accepts both spellings).
+fn header_typ_matches(typ: &str, expected: &str) -> bool {
+    let prefix = "application/";
+    let bare = match typ.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => &typ[prefix.len()..],
+        _ => typ,
+    };
+    bare.eq_ignore_ascii_case(expected)
+}
+
+/// Checks the structure, the key id, the algorithm, the signature and the header `typ`
+/// (`expected_typ`, explicit typing) of `token`; returns the decoded payload bytes (JSON), not yet
+/// trusted for anything but having been signed by a key of `keys`.
+pub(crate) fn verify_signature(
+    keys: &KeySet,
+    token: &str,
+    expected_typ: &'static str,
+) -> Result<Vec<u8>> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(invalid("token is too long"));
     }
@@ -80,6 +99,18 @@ pub(crate) fn verify_signature(keys: &KeySet, token: &str) -> Result<Vec<u8>> {
         .unwrap_or(false);
     if !verified {
         return Err(invalid("token signature is invalid"));
+    }
+    // Checked after the signature, when the header is known to come from a key holder: a token of
+    // one kind (or a plain `JWT`) must never pass as the other, whatever its claims say.
+    if !header
+        .typ
+        .is_some_and(|typ| header_typ_matches(&typ, expected_typ))
+    {
+        return Err(invalid(if expected_typ == crate::ACCESS_HEADER_TYP {
+            "token type header is not at+jwt"
+        } else {
+            "token type header is not rt+jwt"
+        }));
     }
     URL_SAFE_NO_PAD
         .decode(payload)

@@ -9,7 +9,10 @@ mod keys;
 mod service;
 
 pub use algorithm::Algorithm;
-pub use claims::{ACCESS_TYP, AccessClaims, REFRESH_TYP, RefreshClaims, TokenPair};
+pub use claims::{
+    ACCESS_HEADER_TYP, ACCESS_TYP, AccessClaims, REFRESH_HEADER_TYP, REFRESH_TYP, RefreshClaims,
+    TokenPair,
+};
 pub use codec::MAX_TOKEN_LEN;
 pub use config::{MAX_ACCESS_TTL, MAX_LEEWAY, MAX_REFRESH_LIFETIME, TokenConfig};
 pub use keys::{KeySet, SigningKey};

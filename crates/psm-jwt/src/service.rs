@@ -11,7 +11,8 @@ use psm_core::{
 use serde::Serialize;
 
 use crate::{
-    ACCESS_TYP, AccessClaims, KeySet, REFRESH_TYP, RefreshClaims, TokenConfig, TokenPair,
+    ACCESS_HEADER_TYP, ACCESS_TYP, AccessClaims, KeySet, REFRESH_HEADER_TYP, REFRESH_TYP,
+    RefreshClaims, TokenConfig, TokenPair,
     codec::{Common, check_common, invalid, verify_signature},
 };
 
@@ -103,8 +104,13 @@ impl TokenService {
     /// Starts a refresh family for `user` and `session` (absolute lifetime
     /// [`TokenConfig::refresh_lifetime`]) and returns its first pair.
     ///
+    /// A login racing [`revoke_user_tokens`](Self::revoke_user_tokens) does not survive it: the
+    /// user's epoch is read again once the family exists, and if a revocation raised it meanwhile
+    /// the new family is revoked and the login fails.
+    ///
     /// # Errors
-    /// Store errors; `Provider` when the random source or signing fails.
+    /// `TokenRevoked` when the user's tokens were revoked while the pair was being issued; store
+    /// errors; `Provider` when the random source or signing fails.
     pub async fn issue(&self, user: &UserId, session: &SessionId) -> Result<TokenPair> {
         let i = &*self.inner;
         let iat = i.clock.now().as_unix_secs();
@@ -124,25 +130,47 @@ impl TokenService {
         })?;
         i.state
             .create_family(NewTokenFamily {
-                id: family,
+                id: family.clone(),
                 user_id: user.clone(),
                 session_id: Some(session.clone()),
                 first_token: refresh_jti,
                 expires_at: Timestamp::from_unix_secs(family_exp),
             })
             .await?;
+        // `revoke_user_tokens` may have swept the user's families before this one existed; its
+        // epoch bump (or its second sweep) comes after, so one of the two catches this family.
+        self.end_if_epoch_moved(user, &family, epoch).await?;
         Ok(pair)
     }
 
+    /// Fails with `TokenRevoked`, revoking `family`, when `user`'s epoch is no longer `epoch`.
+    async fn end_if_epoch_moved(&self, user: &UserId, family: &FamilyId, epoch: u64) -> Result<()> {
+        let state = &self.inner.state;
+        if state.user_epoch(user).await? == epoch {
+            return Ok(());
+        }
+        state.revoke_family(family).await?;
+        Err(Error::new(
+            ErrorKind::TokenRevoked,
+            "the user's tokens were revoked while the pair was being issued",
+        ))
+    }
+
     /// Verifies an access token without touching state: the key its `kid` names with that key's
-    /// pinned algorithm, then `typ == "access"`, `iss`, `aud`, the id formats, and `nbf`/`iat`/`exp`
+    /// pinned algorithm, the header `typ` ([`ACCESS_HEADER_TYP`](crate::ACCESS_HEADER_TYP)), then
+    /// `typ == "access"`, `iss`, `aud`, the id formats, and `nbf`/`iat`/`exp`
     /// against the service's clock with the leeway. Every claim is required.
+    ///
+    /// Being stateless, it does not see what happened after issue (a reuse that revoked the
+    /// family, a logout, [`revoke_user_tokens`](Self::revoke_user_tokens)): such a token verifies
+    /// here until it expires. Authorize with psm's `AuthService::verify` or
+    /// [`verify_access_strict`](Self::verify_access_strict).
     ///
     /// # Errors
     /// `TokenExpired` past `exp` plus leeway; `TokenInvalid` for anything else wrong.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims> {
         let i = &*self.inner;
-        let payload = verify_signature(&i.keys, token)?;
+        let payload = verify_signature(&i.keys, token, ACCESS_HEADER_TYP)?;
         let claims: AccessClaims = serde_json::from_slice(&payload)
             .map_err(|_| invalid("token claims are malformed or incomplete"))?;
         check_common(
@@ -188,8 +216,9 @@ impl TokenService {
         Ok(claims)
     }
 
-    /// Verifies a refresh token's signature and claims (`typ == "refresh"`, expiry included)
-    /// without touching state.
+    /// Verifies a refresh token's signature, header `typ`
+    /// ([`REFRESH_HEADER_TYP`](crate::REFRESH_HEADER_TYP)) and claims (`typ == "refresh"`, expiry
+    /// included) without touching state.
     ///
     /// # Errors
     /// `TokenExpired` past `exp` plus leeway; `TokenInvalid` for anything else wrong.
@@ -199,7 +228,7 @@ impl TokenService {
 
     fn decode_refresh_inner(&self, token: &str, check_exp: bool) -> Result<RefreshClaims> {
         let i = &*self.inner;
-        let payload = verify_signature(&i.keys, token)?;
+        let payload = verify_signature(&i.keys, token, REFRESH_HEADER_TYP)?;
         let claims: RefreshClaims = serde_json::from_slice(&payload)
             .map_err(|_| invalid("token claims are malformed or incomplete"))?;
         check_common(
@@ -233,13 +262,16 @@ impl TokenService {
     ///
     /// Ordering against [`revoke_user_tokens`](Self::revoke_user_tokens): the epoch is read before
     /// the consume, and revocation revokes families before raising the epoch, so a refresh racing a
-    /// revocation either fails or yields an access token with the old epoch, never a live one.
+    /// revocation either fails or yields an access token with the old epoch, never a live one. The
+    /// epoch is read again after the consume; if it moved, the refresh fails with `TokenRevoked`
+    /// instead of handing out a pair that is already dead.
     ///
     /// # Errors
     /// - `TokenReuseDetected` when the token was consumed before (the store revokes the family; the
     ///   caller should end the session, see [`decode_refresh`](Self::decode_refresh)); also for the
     ///   losers of simultaneous refreshes with one token.
-    /// - `TokenRevoked` (family revoked), `TokenExpired` (token or family past its lifetime),
+    /// - `TokenRevoked` (family revoked, or the user's tokens revoked during the refresh),
+    ///   `TokenExpired` (token or family past its lifetime),
     ///   `TokenInvalid` (bad token, or a family the store does not know).
     /// - Store errors; `Provider` when the random source or signing fails.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair> {
@@ -270,6 +302,7 @@ impl TokenService {
                     // Only a store that disagrees with what it was given at issue gets here.
                     return Err(invalid("refresh token does not match its family"));
                 }
+                self.end_if_epoch_moved(&user, &family, epoch).await?;
                 Ok(pair)
             }
             ConsumeOutcome::ReuseDetected(_) => {
@@ -311,7 +344,10 @@ impl TokenService {
     /// token issued before fails [`verify_access_strict`](Self::verify_access_strict) and every
     /// refresh token fails [`refresh`](Self::refresh). Returns how many families were revoked.
     ///
-    /// Families go first, the epoch second: see [`refresh`](Self::refresh) for why.
+    /// Families go first, the epoch second: see [`refresh`](Self::refresh) for why. The families
+    /// are swept once more after the bump, for a login racing this call: an [`issue`](Self::issue)
+    /// that read the old epoch and created its family after the first sweep either sees the new
+    /// epoch when it checks again (and fails) or created its family before the second sweep.
     ///
     /// # Errors
     /// Store errors.
@@ -319,7 +355,8 @@ impl TokenService {
         let state = &self.inner.state;
         let revoked = state.revoke_user_families(user).await?;
         state.bump_user_epoch(user).await?;
-        Ok(revoked)
+        let late = state.revoke_user_families(user).await?;
+        Ok(revoked.saturating_add(late))
     }
 
     /// A fresh random id: 16 bytes, URL-safe base64 without padding (22 characters).
@@ -329,7 +366,7 @@ impl TokenService {
         Ok(URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    fn sign<T: Serialize>(&self, claims: &T) -> Result<String> {
+    fn sign<T: Serialize>(&self, claims: &T, typ: &str) -> Result<String> {
         let key = self.inner.keys.current();
         let Some(encoding) = key.encoding() else {
             // KeySet::new refuses a current key that cannot sign.
@@ -337,6 +374,7 @@ impl TokenService {
         };
         let mut header = Header::new(key.algorithm().to_jwt());
         header.kid = Some(key.kid().to_owned());
+        header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, claims, encoding)
             .map_err(|_| Error::provider("signing a token failed").with_detail("kid", key.kid()))
     }
@@ -373,8 +411,8 @@ impl TokenService {
             typ: REFRESH_TYP.to_owned(),
         };
         Ok(TokenPair {
-            access_token: self.sign(&access)?,
-            refresh_token: self.sign(&refresh)?,
+            access_token: self.sign(&access, ACCESS_HEADER_TYP)?,
+            refresh_token: self.sign(&refresh, REFRESH_HEADER_TYP)?,
             access_expires_at: Timestamp::from_unix_secs(access_exp),
             refresh_expires_at: Timestamp::from_unix_secs(spec.family_exp),
             family_id: spec.family.clone(),

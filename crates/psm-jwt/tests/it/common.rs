@@ -2,7 +2,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 use psm_core::{
     Clock, ConsumeOutcome, FamilyId, ManualClock, NewTokenFamily, OsRandom, Result, SessionId,
@@ -83,6 +86,107 @@ impl TokenStateStore for TableStore {
     async fn cleanup_expired_families(&self) -> Result<u64> {
         Ok(self.table.cleanup_expired_families(self.clock.now()).len() as u64)
     }
+}
+
+/// A [`TableStore`] that lets a `revoke_user_tokens` (or part of one) interleave with the service's
+/// own store calls at chosen points, deterministically: each hook fires once, then disarms.
+#[derive(Debug, Clone)]
+pub struct RacingStore {
+    pub inner: TableStore,
+    /// During the next `create_family`: the user's families are swept before the family is
+    /// created and the user's epoch is raised after, as a concurrent `revoke_user_tokens` whose
+    /// sweep just missed the new family would do.
+    pub revoke_around_create: Arc<AtomicBool>,
+    /// After the next `consume`: a whole `revoke_user_tokens` (sweep, then bump) of the family's
+    /// user runs before the service reads the epoch again.
+    pub revoke_after_consume: Arc<AtomicBool>,
+    /// Just before the next `bump_user_epoch`: this family is created, as the `create_family` of a
+    /// login whose epoch checks both ran before the bump.
+    pub create_before_bump: Arc<Mutex<Option<NewTokenFamily>>>,
+}
+
+impl RacingStore {
+    pub fn new(inner: TableStore) -> Self {
+        Self {
+            inner,
+            revoke_around_create: Arc::default(),
+            revoke_after_consume: Arc::default(),
+            create_before_bump: Arc::default(),
+        }
+    }
+
+    fn fire(flag: &AtomicBool) -> bool {
+        flag.swap(false, Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl TokenStateStore for RacingStore {
+    fn provider_name(&self) -> &str {
+        "test-racing-table"
+    }
+    async fn create_family(&self, family: NewTokenFamily) -> Result<TokenFamily> {
+        if !Self::fire(&self.revoke_around_create) {
+            return self.inner.create_family(family).await;
+        }
+        let user = family.user_id.clone();
+        self.inner.revoke_user_families(&user).await?;
+        let created = self.inner.create_family(family).await?;
+        self.inner.bump_user_epoch(&user).await?;
+        Ok(created)
+    }
+    async fn get_family(&self, id: &FamilyId) -> Result<Option<TokenFamily>> {
+        self.inner.get_family(id).await
+    }
+    async fn consume(
+        &self,
+        family: &FamilyId,
+        presented: &TokenId,
+        next: &TokenId,
+    ) -> Result<ConsumeOutcome> {
+        let outcome = self.inner.consume(family, presented, next).await?;
+        if Self::fire(&self.revoke_after_consume)
+            && let Some(f) = self.inner.get_family(family).await?
+        {
+            self.inner.revoke_user_families(&f.user_id).await?;
+            self.inner.bump_user_epoch(&f.user_id).await?;
+        }
+        Ok(outcome)
+    }
+    async fn revoke_family(&self, id: &FamilyId) -> Result<bool> {
+        self.inner.revoke_family(id).await
+    }
+    async fn revoke_user_families(&self, user: &UserId) -> Result<u64> {
+        self.inner.revoke_user_families(user).await
+    }
+    async fn user_epoch(&self, user: &UserId) -> Result<u64> {
+        self.inner.user_epoch(user).await
+    }
+    async fn bump_user_epoch(&self, user: &UserId) -> Result<u64> {
+        let pending = self.create_before_bump.lock().unwrap().take();
+        if let Some(family) = pending {
+            self.inner.create_family(family).await?;
+        }
+        self.inner.bump_user_epoch(user).await
+    }
+    async fn cleanup_expired_families(&self) -> Result<u64> {
+        self.inner.cleanup_expired_families().await
+    }
+}
+
+/// The default service (HS256 "k1", default config) over a [`RacingStore`] on a fresh table.
+pub fn racing_harness() -> (TokenService, RacingStore) {
+    let clock = ManualClock::at_2024();
+    let racing = RacingStore::new(TableStore::new(clock.clone()));
+    let svc = TokenService::new(
+        KeySet::new(hs256("k1")).unwrap(),
+        config(),
+        Arc::new(racing.clone()),
+        Arc::new(clock),
+        Arc::new(OsRandom),
+    )
+    .unwrap();
+    (svc, racing)
 }
 
 /// A service with its clock and store.

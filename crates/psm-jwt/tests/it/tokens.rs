@@ -1,11 +1,14 @@
 //! TokenService tests: every token attack of issue 6, rotation, revocation, keys and configuration.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use crate::common::*;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{EncodingKey, crypto};
-use psm_core::{ErrorKind, FamilyId, Result, TokenId};
+use psm_core::{ErrorKind, FamilyId, NewTokenFamily, Result, TokenId};
 use psm_jwt::{AccessClaims, Algorithm, KeySet, SigningKey, TokenConfig, TokenPair};
 use serde_json::{Value, json};
 
@@ -59,6 +62,38 @@ fn sign_raw(
 
 fn real_hmac_key() -> EncodingKey {
     EncodingKey::from_secret(HMAC_SECRET)
+}
+
+/// The header psm puts on its access tokens (key "k1").
+fn access_header() -> Value {
+    json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"})
+}
+
+/// The header psm puts on its refresh tokens (key "k1").
+fn refresh_header() -> Value {
+    json!({"alg": "HS256", "typ": "rt+jwt", "kid": "k1"})
+}
+
+/// `claims` signed with the test key under `header`: valid in every respect the header leaves.
+fn sign_hs256(header: &Value, claims: &Value) -> String {
+    sign_raw(
+        header,
+        claims,
+        &real_hmac_key(),
+        jsonwebtoken::Algorithm::HS256,
+    )
+}
+
+/// `header` with its `typ` set to `typ`, or removed when `typ` is `None`.
+fn with_typ(header: &Value, typ: Option<&Value>) -> Value {
+    let mut h = header.clone();
+    match typ {
+        Some(t) => h["typ"] = t.clone(),
+        None => {
+            h.as_object_mut().unwrap().remove("typ");
+        }
+    }
+    h
 }
 
 async fn issue(h: &Harness) -> TokenPair {
@@ -452,7 +487,7 @@ async fn unknown_or_injected_kid_is_rejected() {
     );
 
     // A `crit` header psm does not understand fails the token even when correctly signed.
-    let header = json!({"alg": "HS256", "kid": "k1", "crit": ["exp"]});
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1", "crit": ["exp"]});
     let token = forge_hmac(
         &header,
         &claims,
@@ -461,7 +496,7 @@ async fn unknown_or_injected_kid_is_rejected() {
     );
     assert_eq!(kind(h.svc.verify_access(&token)), ErrorKind::TokenInvalid);
     // The same header without `crit` is accepted: the forging helper is sound.
-    let header = json!({"alg": "HS256", "kid": "k1"});
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"});
     let token = forge_hmac(
         &header,
         &claims,
@@ -522,7 +557,7 @@ async fn not_yet_valid_honours_the_leeway_and_no_more() {
     h.clock.set(start);
     let mut claims = claims_of(&pair.access_token);
     claims["nbf"] = json!(start.as_unix_secs() + 120);
-    let header = json!({"alg": "HS256", "kid": "k1"});
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"});
     let token = sign_raw(
         &header,
         &claims,
@@ -532,6 +567,47 @@ async fn not_yet_valid_honours_the_leeway_and_no_more() {
     assert_eq!(kind(h.svc.verify_access(&token)), ErrorKind::TokenInvalid);
     h.clock.advance(Duration::from_secs(120 - 30));
     h.svc.verify_access(&token).unwrap();
+}
+
+#[tokio::test]
+async fn issued_in_the_future_honours_the_leeway_and_no_more() {
+    let h = harness(); // leeway 30 s
+    let now = h.clock.now_secs();
+    let pair = issue(&h).await;
+    // Only `iat` moves: `nbf` stays now and `exp` stays ahead, so the iat check alone decides.
+    for (iat, accepted) in [
+        (now + 30, true),
+        (now + 31, false),
+        (now + 3600, false),
+        (i64::MAX, false),
+    ] {
+        let mut a = claims_of(&pair.access_token);
+        a["iat"] = json!(iat);
+        let access = sign_hs256(&access_header(), &a);
+        let mut r = claims_of(&pair.refresh_token);
+        r["iat"] = json!(iat);
+        let refresh = sign_hs256(&refresh_header(), &r);
+        if accepted {
+            h.svc.verify_access(&access).unwrap();
+            h.svc.verify_access_strict(&access).await.unwrap();
+            h.svc.decode_refresh(&refresh).unwrap();
+            continue;
+        }
+        let err = h.svc.verify_access(&access).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TokenInvalid, "{iat}");
+        assert_eq!(err.message(), "token was issued in the future", "{iat}");
+        assert_error_clean(&err, &access);
+        assert_eq!(
+            kind(h.svc.verify_access_strict(&access).await),
+            ErrorKind::TokenInvalid
+        );
+        let err = h.svc.decode_refresh(&refresh).unwrap_err();
+        assert_eq!(err.message(), "token was issued in the future", "{iat}");
+        assert_eq!(kind(h.svc.refresh(&refresh).await), ErrorKind::TokenInvalid);
+        assert_eq!(kind(h.svc.revoke(&refresh).await), ErrorKind::TokenInvalid);
+    }
+    // The rejected refreshes and revocations never reached the family.
+    h.svc.refresh(&pair.refresh_token).await.unwrap();
 }
 
 #[tokio::test]
@@ -560,7 +636,7 @@ async fn wrong_issuer_or_audience_is_rejected() {
     // An audience array (even one containing ours) is not the single audience psm issues.
     let mut claims = claims_of(&pair.access_token);
     claims["aud"] = json!([AUDIENCE, "x"]);
-    let header = json!({"alg": "HS256", "kid": "k1"});
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"});
     let token = sign_raw(
         &header,
         &claims,
@@ -576,7 +652,7 @@ async fn wrong_issuer_or_audience_is_rejected() {
 async fn every_claim_is_required() {
     let h = harness();
     let pair = issue(&h).await;
-    let header = json!({"alg": "HS256", "kid": "k1"});
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"});
     let key = real_hmac_key();
     let hs = jsonwebtoken::Algorithm::HS256;
     let access = claims_of(&pair.access_token);
@@ -601,12 +677,13 @@ async fn every_claim_is_required() {
         );
     }
     let refresh = claims_of(&pair.refresh_token);
+    let rheader = json!({"alg": "HS256", "typ": "rt+jwt", "kid": "k1"});
     for field in [
         "iss", "aud", "sub", "sid", "fam", "jti", "iat", "nbf", "exp", "typ",
     ] {
         let mut c = refresh.clone();
         c.as_object_mut().unwrap().remove(field);
-        let token = sign_raw(&header, &c, &key, hs);
+        let token = sign_raw(&rheader, &c, &key, hs);
         assert_eq!(
             kind(h.svc.decode_refresh(&token)),
             ErrorKind::TokenInvalid,
@@ -635,7 +712,7 @@ async fn every_claim_is_required() {
     }
     let mut c = refresh.clone();
     c["fam"] = json!("fam with spaces");
-    let token = sign_raw(&header, &c, &key, hs);
+    let token = sign_raw(&rheader, &c, &key, hs);
     assert_eq!(kind(h.svc.refresh(&token).await), ErrorKind::TokenInvalid);
     // Duplicate members are refused rather than resolved either way.
     let dup = format!(
@@ -661,8 +738,8 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
     let err = h.svc.verify_access(&pair.refresh_token).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TokenInvalid);
     assert_error_clean(&err, &pair.refresh_token);
-    // Rejected on the claims (a refresh token has no `epoch`), after a valid signature.
-    assert_eq!(err.message(), "token claims are malformed or incomplete");
+    // Rejected on the explicit type header (RFC 8725 section 3.11), after a valid signature.
+    assert_eq!(err.message(), "token type header is not at+jwt");
     assert_eq!(
         kind(h.svc.verify_access_strict(&pair.refresh_token).await),
         ErrorKind::TokenInvalid
@@ -681,7 +758,7 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
     );
     // A refresh token relabelled `typ: access` (correctly signed) still lacks `epoch`; an access
     // token relabelled `refresh` lacks `fam`.
-    let header = json!({"alg": "HS256", "kid": "k1"});
+    let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": "k1"});
     let mut r = claims_of(&pair.refresh_token);
     r["typ"] = json!("access");
     let token = sign_raw(
@@ -690,11 +767,13 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
         &real_hmac_key(),
         jsonwebtoken::Algorithm::HS256,
     );
-    assert_eq!(kind(h.svc.verify_access(&token)), ErrorKind::TokenInvalid);
+    let err = h.svc.verify_access(&token).unwrap_err();
+    assert_eq!(err.message(), "token claims are malformed or incomplete");
+    let rheader = json!({"alg": "HS256", "typ": "rt+jwt", "kid": "k1"});
     let mut a = claims_of(&pair.access_token);
     a["typ"] = json!("refresh");
     let token = sign_raw(
-        &header,
+        &rheader,
         &a,
         &real_hmac_key(),
         jsonwebtoken::Algorithm::HS256,
@@ -704,7 +783,7 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
     let mut both = claims_of(&pair.access_token);
     both["fam"] = claims_of(&pair.refresh_token)["fam"].clone();
     let token = sign_raw(
-        &header,
+        &rheader,
         &both,
         &real_hmac_key(),
         jsonwebtoken::Algorithm::HS256,
@@ -712,6 +791,104 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
     let err = h.svc.decode_refresh(&token).unwrap_err();
     assert_eq!(err.message(), "token is not a refresh token");
     // Nothing above touched the family.
+    h.svc.refresh(&pair.refresh_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_carry_explicit_type_headers() {
+    for key in [hs256("k1"), es256_a("k1"), ed25519("k1"), rs256("k1")] {
+        let h = harness_with(KeySet::new(key).unwrap(), config());
+        let pair = issue(&h).await;
+        assert_eq!(header_of(&pair.access_token)["typ"], "at+jwt");
+        assert_eq!(header_of(&pair.refresh_token)["typ"], "rt+jwt");
+        assert_eq!(psm_jwt::ACCESS_HEADER_TYP, "at+jwt");
+        assert_eq!(psm_jwt::REFRESH_HEADER_TYP, "rt+jwt");
+        let next = h.svc.refresh(&pair.refresh_token).await.unwrap();
+        assert_eq!(header_of(&next.access_token)["typ"], "at+jwt");
+        assert_eq!(header_of(&next.refresh_token)["typ"], "rt+jwt");
+    }
+}
+
+/// Header `typ` values that name neither kind psm expects, or the other kind. `None`: no `typ`.
+fn wrong_typs(other_kind: &str) -> Vec<Option<Value>> {
+    vec![
+        Some(json!("JWT")),
+        Some(json!("jwt")),
+        Some(json!("application/jwt")),
+        Some(json!(other_kind)),
+        Some(json!(format!("application/{other_kind}"))),
+        Some(json!("")),
+        Some(json!("+jwt")),
+        Some(json!("application/")),
+        Some(json!(null)),
+        None,
+    ]
+}
+
+#[tokio::test]
+async fn an_access_token_without_the_at_jwt_type_header_is_rejected() {
+    let h = harness();
+    let pair = issue(&h).await;
+    let claims = claims_of(&pair.access_token);
+    // Control: the same claims under the accepted spellings (RFC 9068 section 4; media types are
+    // case-insensitive) verify, so below only the header differs.
+    for typ in [
+        "at+jwt",
+        "application/at+jwt",
+        "AT+JWT",
+        "Application/At+Jwt",
+    ] {
+        let token = sign_hs256(&with_typ(&access_header(), Some(&json!(typ))), &claims);
+        h.svc.verify_access(&token).unwrap();
+        h.svc.verify_access_strict(&token).await.unwrap();
+    }
+    let mut bad = wrong_typs("rt+jwt");
+    bad.extend([Some(json!("at+jwt ")), Some(json!("xapplication/at+jwt"))]);
+    for typ in bad {
+        let token = sign_hs256(&with_typ(&access_header(), typ.as_ref()), &claims);
+        let err = h.svc.verify_access(&token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TokenInvalid, "{typ:?}");
+        assert_eq!(err.message(), "token type header is not at+jwt", "{typ:?}");
+        assert_error_clean(&err, &token);
+        assert_eq!(
+            kind(h.svc.verify_access_strict(&token).await),
+            ErrorKind::TokenInvalid,
+            "{typ:?}"
+        );
+    }
+    // A `typ` that is not a string makes the header malformed.
+    let token = sign_hs256(&with_typ(&access_header(), Some(&json!(1))), &claims);
+    assert_eq!(kind(h.svc.verify_access(&token)), ErrorKind::TokenInvalid);
+}
+
+#[tokio::test]
+async fn a_refresh_token_without_the_rt_jwt_type_header_is_rejected() {
+    let h = harness();
+    let pair = issue(&h).await;
+    let claims = claims_of(&pair.refresh_token);
+    // Control: the same claims under the right header decode (decoding touches no state).
+    for typ in ["rt+jwt", "application/rt+jwt", "RT+JWT"] {
+        let token = sign_hs256(&with_typ(&refresh_header(), Some(&json!(typ))), &claims);
+        h.svc.decode_refresh(&token).unwrap();
+    }
+    for typ in wrong_typs("at+jwt") {
+        let token = sign_hs256(&with_typ(&refresh_header(), typ.as_ref()), &claims);
+        let err = h.svc.decode_refresh(&token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TokenInvalid, "{typ:?}");
+        assert_eq!(err.message(), "token type header is not rt+jwt", "{typ:?}");
+        assert_error_clean(&err, &token);
+        assert_eq!(
+            kind(h.svc.refresh(&token).await),
+            ErrorKind::TokenInvalid,
+            "{typ:?}"
+        );
+        assert_eq!(
+            kind(h.svc.revoke(&token).await),
+            ErrorKind::TokenInvalid,
+            "{typ:?}"
+        );
+    }
+    // None of the rejected tokens consumed or revoked the family.
     h.svc.refresh(&pair.refresh_token).await.unwrap();
 }
 
@@ -760,6 +937,72 @@ async fn rotation_issues_a_new_pair_in_the_same_family_and_session() {
         .verify_access_strict(&third.access_token)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn only_ids_reach_the_store() {
+    let h = harness();
+    let alice = user("alice");
+    let p1 = h.svc.issue(&alice, &session("s1")).await.unwrap();
+    let p2 = h.svc.refresh(&p1.refresh_token).await.unwrap();
+    let p3 = h.svc.refresh(&p2.refresh_token).await.unwrap();
+    h.svc.revoke_user_tokens(&alice).await.unwrap(); // so an epoch is stored too
+    let tokens = [
+        &p1.access_token,
+        &p1.refresh_token,
+        &p2.access_token,
+        &p2.refresh_token,
+        &p3.access_token,
+        &p3.refresh_token,
+    ];
+
+    // Everything the store holds, as text.
+    let mut records = Vec::new();
+    h.store.table.for_each_family(|r| records.push(r));
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    let mut stored: Vec<String> = vec![
+        r.family.id.to_string(),
+        r.family.user_id.to_string(),
+        r.family.session_id.as_ref().unwrap().to_string(),
+        r.family.current_token.to_string(),
+        format!("{r:?}"),
+    ];
+    stored.extend(r.consumed.iter().map(ToString::to_string));
+    h.store
+        .table
+        .for_each_epoch(|u, e| stored.push(format!("{u:?} {e}")));
+    assert_eq!(stored.len(), 8);
+    for text in &stored {
+        for token in tokens {
+            assert_no_secret(text, token);
+        }
+    }
+
+    // Each stored id is a plain 128-bit id (22 base64url characters) and exactly the id the
+    // tokens name, not a token or part of one.
+    let plain = |s: &str| s.len() == 22 && URL_SAFE_NO_PAD.decode(s).is_ok_and(|b| b.len() == 16);
+    let jti = |t: &str| claims_of(t)["jti"].as_str().unwrap().to_owned();
+    assert!(plain(r.family.id.as_str()));
+    assert_eq!(r.family.id, p1.family_id);
+    assert_eq!(FamilyId::parse(r.family.id.as_str()).unwrap(), r.family.id);
+    assert_eq!(claims_of(&p3.refresh_token)["fam"], r.family.id.as_str());
+    assert!(plain(r.family.current_token.as_str()));
+    assert_eq!(r.family.current_token.as_str(), jti(&p3.refresh_token));
+    let mut consumed: Vec<String> = r.consumed.iter().map(|t| t.as_str().to_owned()).collect();
+    consumed.sort();
+    let mut expected = vec![jti(&p1.refresh_token), jti(&p2.refresh_token)];
+    expected.sort();
+    assert_eq!(consumed, expected);
+    for id in &r.consumed {
+        assert!(plain(id.as_str()));
+        assert_eq!(&TokenId::parse(id.as_str()).unwrap(), id);
+    }
+    // Access token ids never reach the store at all.
+    for access in [&p1.access_token, &p2.access_token, &p3.access_token] {
+        let id = jti(access);
+        assert!(stored.iter().all(|text| !text.contains(&id)));
+    }
 }
 
 #[tokio::test]
@@ -948,6 +1191,84 @@ async fn revoke_user_tokens_kills_every_earlier_token() {
         kind(h.svc.verify_access_strict(&a3b.access_token).await),
         ErrorKind::TokenRevoked
     );
+}
+
+#[tokio::test]
+async fn a_login_racing_revoke_user_tokens_fails_and_its_family_is_revoked() {
+    let (svc, racing) = racing_harness();
+    let table = &racing.inner.table;
+    let alice = user("alice");
+    // The revocation's sweep runs just before the family exists, its epoch bump just after.
+    racing.revoke_around_create.store(true, Ordering::SeqCst);
+    let err = svc.issue(&alice, &session("s1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TokenRevoked);
+    assert_eq!(err.message(), err.message().to_lowercase());
+    assert_eq!(table.user_epoch(&alice), 1);
+    let families = table.families_of(&alice);
+    assert_eq!(families.len(), 1);
+    assert!(table.export_family(&families[0]).unwrap().family.revoked);
+
+    // The hook is spent: the next login works, with the new epoch.
+    let pair = svc.issue(&alice, &session("s2")).await.unwrap();
+    assert_eq!(
+        svc.verify_access_strict(&pair.access_token)
+            .await
+            .unwrap()
+            .epoch,
+        1
+    );
+    svc.refresh(&pair.refresh_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refresh_racing_revoke_user_tokens_fails() {
+    let (svc, racing) = racing_harness();
+    let table = &racing.inner.table;
+    let alice = user("alice");
+    let pair = svc.issue(&alice, &session("s1")).await.unwrap();
+    // The consume rotates, then a whole revocation runs before the service looks at the epoch.
+    racing.revoke_after_consume.store(true, Ordering::SeqCst);
+    let err = svc.refresh(&pair.refresh_token).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TokenRevoked);
+    assert_error_clean(&err, &pair.refresh_token);
+    assert!(table.export_family(&pair.family_id).unwrap().family.revoked);
+    assert_eq!(
+        kind(svc.verify_access_strict(&pair.access_token).await),
+        ErrorKind::TokenRevoked
+    );
+    // The presented token was consumed: presenting it again is reuse.
+    assert_eq!(
+        kind(svc.refresh(&pair.refresh_token).await),
+        ErrorKind::TokenReuseDetected
+    );
+}
+
+#[tokio::test]
+async fn revoke_user_tokens_sweeps_again_after_raising_the_epoch() {
+    let (svc, racing) = racing_harness();
+    let table = &racing.inner.table;
+    let alice = user("alice");
+    let early = svc.issue(&alice, &session("s1")).await.unwrap();
+    // A login that read the old epoch twice (before and after creating its family) and whose
+    // family landed between the first sweep and the bump: only a second sweep can end it.
+    let late = FamilyId::parse("late_family_0123456789").unwrap();
+    *racing.create_before_bump.lock().unwrap() = Some(NewTokenFamily {
+        id: late.clone(),
+        user_id: alice.clone(),
+        session_id: Some(session("s2")),
+        first_token: TokenId::parse("late_token_0123456789a").unwrap(),
+        expires_at: racing.inner.clock.now_ts().plus_secs(3600),
+    });
+    assert_eq!(svc.revoke_user_tokens(&alice).await.unwrap(), 2);
+    assert!(table.export_family(&late).unwrap().family.revoked);
+    assert!(
+        table
+            .export_family(&early.family_id)
+            .unwrap()
+            .family
+            .revoked
+    );
+    assert_eq!(table.user_epoch(&alice), 1);
 }
 
 #[tokio::test]
