@@ -35,6 +35,20 @@ pub struct AuthConfig {
     pub user_cache_ttl: Duration,
     /// Prefix of generated session ids (default `"sess"`).
     pub session_prefix: String,
+    /// Most argon2 hashes and verifications running at once (default twice the available
+    /// parallelism; at least 1). Each one holds `argon2.memory_kib` of memory and a core, so without
+    /// a bound a burst of logins could exhaust both.
+    pub max_concurrent_hashes: usize,
+    /// How long a login, registration or password change waits for a free hashing slot before it
+    /// fails with `RateLimited` (default 5 s; between 1 ms and 10 min).
+    pub hash_queue_timeout: Duration,
+}
+
+/// The default of [`AuthConfig::max_concurrent_hashes`]: twice the available parallelism.
+fn default_max_concurrent_hashes() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_mul(2)
 }
 
 impl Default for AuthConfig {
@@ -50,6 +64,8 @@ impl Default for AuthConfig {
             throttle: ThrottleConfig::default(),
             user_cache_ttl: Duration::from_secs(60),
             session_prefix: "sess".to_owned(),
+            max_concurrent_hashes: default_max_concurrent_hashes(),
+            hash_queue_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -107,6 +123,22 @@ impl AuthConfig {
             )
             .with_detail("field", "session_prefix"));
         }
+        if self.max_concurrent_hashes == 0
+            || self.max_concurrent_hashes > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err(
+                Error::configuration("max_concurrent_hashes must be at least 1")
+                    .with_detail("field", "max_concurrent_hashes"),
+            );
+        }
+        if self.hash_queue_timeout < Duration::from_millis(1)
+            || self.hash_queue_timeout > Duration::from_secs(600)
+        {
+            return Err(Error::configuration(
+                "hash_queue_timeout must be between 1 millisecond and 10 minutes",
+            )
+            .with_detail("field", "hash_queue_timeout"));
+        }
         Ok(())
     }
 }
@@ -114,8 +146,13 @@ impl AuthConfig {
 /// The argon2id cost parameters.
 ///
 /// The default is OWASP's minimum for argon2id (Password Storage Cheat Sheet): 19 MiB of memory, two
-/// passes, one lane. Raise them as far as login latency allows; never lower them in production (tests
-/// may, to stay fast).
+/// passes, one lane. Raise them as far as login latency allows.
+///
+/// Parameters below OWASP's minimum are a configuration error. OWASP lists equally strong trades of
+/// memory for passes, and those pass too: m = 47,104 KiB with t = 1, m = 19,456 with t = 2,
+/// m = 12,288 with t = 3, m = 9,216 with t = 4, m = 7,168 with t = 5 (each with p = 1 or more).
+/// Anything weaker needs [`allow_below_owasp_minimum`](Self::allow_below_owasp_minimum), which is
+/// for tests only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Params {
     /// Memory cost in KiB (`m`).
@@ -124,6 +161,9 @@ pub struct Argon2Params {
     pub iterations: u32,
     /// Degree of parallelism (`p`).
     pub parallelism: u32,
+    /// Accepts parameters below OWASP's minimum. For tests only, to keep suites fast: never set it
+    /// in production.
+    pub allow_below_owasp_minimum: bool,
 }
 
 impl Default for Argon2Params {
@@ -138,14 +178,40 @@ impl Argon2Params {
         memory_kib: 19_456,
         iterations: 2,
         parallelism: 1,
+        allow_below_owasp_minimum: false,
     };
 
-    /// Checks the parameters against argon2's own bounds.
+    /// OWASP's argon2id settings of equal strength, as (least memory in KiB, passes).
+    const OWASP_EQUIVALENTS: [(u32, u32); 5] = [
+        (47_104, 1),
+        (19_456, 2),
+        (12_288, 3),
+        (9_216, 4),
+        (7_168, 5),
+    ];
+
+    /// Whether the parameters reach OWASP's minimum (or one of its equivalents).
+    pub fn meets_owasp_minimum(&self) -> bool {
+        self.parallelism >= 1
+            && Self::OWASP_EQUIVALENTS
+                .iter()
+                .any(|&(m, t)| self.memory_kib >= m && self.iterations >= t)
+    }
+
+    /// Checks the parameters against argon2's own bounds and OWASP's minimum.
     ///
     /// # Errors
-    /// `ProviderConfiguration` when argon2 rejects them.
+    /// `ProviderConfiguration` when argon2 rejects them, or when they are below OWASP's minimum
+    /// and [`allow_below_owasp_minimum`](Self::allow_below_owasp_minimum) is not set.
     pub fn validate(&self) -> Result<()> {
-        self.to_argon2().map(|_| ())
+        self.to_argon2()?;
+        if !self.allow_below_owasp_minimum && !self.meets_owasp_minimum() {
+            return Err(Error::configuration(
+                "argon2 parameters are below owasp's minimum (m=19456 KiB, t=2, p=1)",
+            )
+            .with_detail("field", "argon2"));
+        }
+        Ok(())
     }
 
     pub(crate) fn to_argon2(self) -> Result<argon2::Params> {
@@ -170,8 +236,11 @@ pub struct ThrottleConfig {
     pub max_failures_per_account: u32,
     /// Failed logins allowed per client key (for example the ip) within the window (default 20).
     pub max_failures_per_client: u32,
-    /// Most accounts and client keys tracked at once; beyond it the stalest are forgotten
-    /// (default 100,000).
+    /// Most accounts and, separately, client keys tracked at once (default 100,000). When a new key
+    /// finds the map full, keys with no failure left in the window are forgotten first, then those
+    /// with the fewest failures; a key within a fifth of its limit (at least one failure short of
+    /// it) is never forgotten, and when every key is that close a login fails with `RateLimited`
+    /// (scope `global`) rather than lift a lock.
     pub max_tracked_keys: usize,
 }
 
@@ -225,6 +294,30 @@ mod tests {
         assert_eq!((c.password_min_chars, c.password_max_chars), (8, 128));
         assert_eq!(c.max_sessions_per_user, 5);
         assert_eq!(c.limit_policy, LimitPolicy::EvictOldest);
+        assert!(c.max_concurrent_hashes >= 2);
+        assert_eq!(c.hash_queue_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn owasp_equivalents_pass_and_test_params_need_the_flag() {
+        for (m, t) in Argon2Params::OWASP_EQUIVALENTS {
+            let p = Argon2Params {
+                memory_kib: m,
+                iterations: t,
+                ..Argon2Params::OWASP_MINIMUM
+            };
+            p.validate().unwrap();
+        }
+        let mut cheap = Argon2Params {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+            allow_below_owasp_minimum: false,
+        };
+        assert!(!cheap.meets_owasp_minimum());
+        assert!(cheap.validate().is_err());
+        cheap.allow_below_owasp_minimum = true;
+        cheap.validate().unwrap();
     }
 
     #[test]
@@ -243,6 +336,14 @@ mod tests {
             |c| c.throttle.window = Duration::ZERO,
             |c| c.throttle.max_failures_per_client = 0,
             |c| c.session_prefix = "a b".to_owned(),
+            |c| c.argon2.memory_kib = 19_455,
+            |c| c.argon2.iterations = 1,
+            |c| {
+                c.argon2.memory_kib = 12_288;
+                c.argon2.iterations = 2;
+            },
+            |c| c.max_concurrent_hashes = 0,
+            |c| c.hash_queue_timeout = Duration::ZERO,
         ];
         for (i, f) in cases.into_iter().enumerate() {
             let mut c = AuthConfig::default();

@@ -7,9 +7,13 @@
 //!
 //! What it holds to:
 //! - Passwords: 8 to 128 characters by default, hashed with argon2id at OWASP's minimum cost or
-//!   more, always on Tokio's blocking pool. A login verifies in constant time, and an unknown email is
-//!   verified against a dummy hash so it costs what a wrong password costs; both fail with the same
-//!   `InvalidCredentials` error.
+//!   more, always on Tokio's blocking pool, at most [`AuthConfig::max_concurrent_hashes`] at once
+//!   (beyond that a caller waits up to [`AuthConfig::hash_queue_timeout`], then gets `RateLimited`).
+//!   A login verifies in constant time, and an unknown email is verified against a dummy hash (made
+//!   when the service is built) so it costs what a wrong password costs; both fail with the same
+//!   `InvalidCredentials` error. A login whose stored hash is cheaper than the configured cost
+//!   stores a fresh hash. Changing a password ([`AuthService::change_password`]) ends every session
+//!   of the user.
 //! - Throttling: failed logins are counted per account and per client key before any verification;
 //!   over the limit a login fails with `RateLimited` and a `retry_after` detail in seconds.
 //! - Sessions: a fresh random id per login, the user's permissions, client metadata, a per-user limit
@@ -24,6 +28,9 @@ mod config;
 mod password;
 mod throttle;
 mod user_cache;
+
+#[cfg(test)]
+mod tests;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -43,7 +50,7 @@ pub use config::{
 /// The account types the service takes and returns.
 pub use psm_core::{Email, PasswordHash, User, UserUpdate, Username};
 
-use throttle::Throttle;
+use throttle::{INVALID_ACCOUNT, Throttle};
 
 /// Random bytes in generated session and user ids (128 bits).
 const ID_RANDOM_BYTES: usize = 16;
@@ -51,9 +58,6 @@ const ID_RANDOM_BYTES: usize = 16;
 /// Longest client ip and user agent kept in session metadata, in characters.
 const MAX_IP_CHARS: usize = 64;
 const MAX_USER_AGENT_CHARS: usize = 512;
-
-/// Longest account or client key the throttle keeps (longer ones are cut).
-const MAX_ACCOUNT_KEY_CHARS: usize = 256;
 
 /// Page size for listing a user's sessions.
 const LIST_PAGE: u64 = 1000;
@@ -68,6 +72,13 @@ const ABSOLUTE_EXPIRES_AT: &str = "absolute_expires_at";
 ///
 /// # Clone
 /// Cloning is cheap and shares everything, the login throttle included.
+///
+/// # User cache
+/// Users looked up by email are cached whole, password hash included, so the cache must be as
+/// trusted as the user store. Logins never read it. Updates and deletions through the service drop
+/// the user's entry before and again after the store write; a lookup that read the store before the
+/// write and fills the cache after the second drop can still serve the old record, for at most
+/// [`AuthConfig::user_cache_ttl`].
 #[derive(Clone)]
 pub struct AuthService {
     inner: Arc<Inner>,
@@ -80,8 +91,10 @@ struct Inner {
     tokens: TokenService,
     limit: SessionLimit,
     throttle: Throttle,
-    /// The hash an unknown email is verified against, made once with the configured cost.
-    dummy_hash: tokio::sync::OnceCell<PasswordHash>,
+    /// Runs argon2, bounded in concurrency.
+    hasher: password::Hasher,
+    /// The hash an unknown email is verified against, made with the configured cost at build.
+    dummy_hash: PasswordHash,
     config: AuthConfig,
     clock: DynClock,
     rng: Arc<dyn RandomSource>,
@@ -262,15 +275,15 @@ impl AuthService {
     }
 
     /// Initializes the session store (for the memory store: starts its background sweeper, so
-    /// expired sessions of users who never return are reclaimed) and makes the dummy hash unknown
-    /// emails are verified against, so even the first such login costs no more than a wrong
-    /// password. Calling it twice is harmless.
+    /// expired sessions of users who never return are reclaimed). Calling it twice is harmless.
+    ///
+    /// Logins work without it: the dummy hash unknown emails are verified against is made when the
+    /// service is built.
     ///
     /// # Errors
-    /// Whatever the session store's `initialize` returns; `Provider` when hashing fails.
+    /// Whatever the session store's `initialize` returns.
     pub async fn initialize(&self) -> Result<()> {
-        self.inner.sessions.initialize().await?;
-        self.dummy_hash().await.map(|_| ())
+        self.inner.sessions.initialize().await
     }
 
     fn now(&self) -> Timestamp {
@@ -284,7 +297,7 @@ impl AuthService {
     ///
     /// # Errors
     /// `Validation` for a bad username, email or password; `UserExists` when the email or username is
-    /// taken; store errors.
+    /// taken; `RateLimited` when no hashing slot frees within the queue timeout; store errors.
     pub async fn register(&self, request: RegisterRequest) -> Result<User> {
         let RegisterRequest {
             username,
@@ -296,8 +309,7 @@ impl AuthService {
         let email = Email::parse(&email)?;
         password::check_policy(&self.inner.config, &password)?;
         let id = self.new_user_id()?;
-        let password_hash =
-            password::hash(self.inner.config.argon2, &*self.inner.rng, password).await?;
+        let password_hash = self.inner.hasher.hash(&*self.inner.rng, password).await?;
         let user = self
             .inner
             .users
@@ -321,10 +333,19 @@ impl AuthService {
     /// Logs a user in: checks the throttle, verifies the password, creates a session under the
     /// per-user limit and issues its tokens.
     ///
+    /// Every address that does not parse is counted under one account key. When the stored hash is
+    /// cheaper than the configured cost, a fresh hash of the password is stored (best effort: a
+    /// failure is logged, the login goes on). After the tokens are issued the user is read again:
+    /// when the account was deleted or its password changed meanwhile, the new session and token
+    /// family are ended and the login fails.
+    ///
     /// # Errors
-    /// - `RateLimited` (with `retry_after` in seconds and `scope` `account` or `client`) when the
-    ///   account or the client key has too many recent failures; nothing is verified then.
-    /// - `InvalidCredentials` for an unknown email or a wrong password, alike in message and cost.
+    /// - `RateLimited` (with `retry_after` in seconds and `scope` `account`, `client` or `global`)
+    ///   when the account or the client key has too many recent failures, or every tracked key is
+    ///   near its limit; nothing is verified then. Also (`scope` `hashing`) when no hashing slot
+    ///   frees within [`AuthConfig::hash_queue_timeout`]; the attempt still counts as a failure.
+    /// - `InvalidCredentials` for an unknown email or a wrong password, alike in message and cost;
+    ///   also when the account was deleted or its password changed during the login.
     /// - `SessionLimitReached` at the limit with [`LimitPolicy::Reject`](psm_core::LimitPolicy).
     /// - `Validation` when the user has no permissions to put in a session; store and token errors.
     pub async fn login(&self, request: LoginRequest) -> Result<LoginOutcome> {
@@ -336,33 +357,38 @@ impl AuthService {
         let parsed = Email::parse(&email);
         let account = match &parsed {
             Ok(e) => e.normalized(),
-            Err(_) => email
-                .to_lowercase()
-                .chars()
-                .take(MAX_ACCOUNT_KEY_CHARS)
-                .collect(),
+            Err(_) => INVALID_ACCOUNT.to_owned(),
         };
-        let client_key: String = client.key.chars().take(MAX_ACCOUNT_KEY_CHARS).collect();
         let attempt = self
             .inner
             .throttle
-            .begin(&account, &client_key, self.now())?;
+            .begin(&account, Some(&client.key), self.now())?;
         // An address that cannot exist and a password no policy allows cannot match anything.
         let (Ok(email), true) = (parsed, password.chars().count() <= MAX_PASSWORD_CHARS) else {
             tracing::info!("login failed");
             return Err(invalid_credentials());
         };
         let user = self.inner.users.get_user_by_email(&email).await?;
-        let hash = match &user {
-            Some(u) => u.password_hash.clone(),
-            None => self.dummy_hash().await?,
+        let (hash, rehash) = match &user {
+            Some(u) => (
+                u.password_hash.clone(),
+                password::needs_rehash(&u.password_hash, self.inner.hasher.params()),
+            ),
+            None => (self.inner.dummy_hash.clone(), false),
         };
-        let verified = password::verify(hash, password).await?;
-        let Some(user) = user.filter(|_| verified) else {
+        // Kept only when a fresh hash must be made from it.
+        let kept = rehash.then(|| password.clone());
+        let verified = self.inner.hasher.verify(hash, password).await?;
+        let Some(mut user) = user.filter(|_| verified) else {
             tracing::info!("login failed");
             return Err(invalid_credentials());
         };
         self.inner.throttle.succeeded(attempt);
+        if let Some(password) = kept
+            && let Some(upgraded) = self.upgrade_hash(&user, password).await
+        {
+            user = upgraded;
+        }
 
         let permissions =
             PermissionList::from_permissions(user.permissions.clone()).map_err(|_| {
@@ -394,6 +420,25 @@ impl AuthService {
                 return Err(e);
             }
         };
+        // A deletion, revocation or password change that ran between the lookup and now could not
+        // see this session: read the account again, and end what was just made if it changed.
+        let current = self.inner.users.get_user(&user.id).await;
+        let unchanged = matches!(
+            &current,
+            Ok(Some(u)) if u.password_hash == user.password_hash
+        );
+        if !unchanged {
+            let _ = self.inner.sessions.invalidate_session(&session_id).await;
+            if let Err(e) = self.inner.tokens.revoke(&tokens.refresh_token).await {
+                tracing::warn!(kind = %e.kind(), "revoking a token family failed");
+            }
+            current?;
+            tracing::info!(
+                user = %redact_id(user.id.as_str()),
+                "login failed: the account changed during the login"
+            );
+            return Err(invalid_credentials());
+        }
         tracing::info!(
             user = %redact_id(user.id.as_str()),
             session = %session_id.redacted(),
@@ -408,21 +453,54 @@ impl AuthService {
         })
     }
 
-    async fn dummy_hash(&self) -> Result<PasswordHash> {
-        self.inner
-            .dummy_hash
-            .get_or_try_init(|| async {
-                let mut secret = [0u8; 32];
-                self.inner.rng.fill(&mut secret)?;
-                let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-                password::hash(self.inner.config.argon2, &*self.inner.rng, secret).await
-            })
-            .await
-            .cloned()
+    /// Stores a fresh hash of `password` at the configured cost for `user`, whose stored hash is
+    /// cheaper, and returns the updated user; `None` (logged) when it could not.
+    ///
+    /// The user store has no compare-and-set, so the hash is written only if the stored one is still
+    /// the one just verified when read again right before the write; a password change landing
+    /// between that read and the write could still be undone (a window of one store round trip,
+    /// reported by [`change_password`](Self::change_password) as `Concurrency`).
+    async fn upgrade_hash(&self, user: &User, password: String) -> Option<User> {
+        let fresh = match self.inner.hasher.hash(&*self.inner.rng, password).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(kind = %e.kind(), "upgrading a password hash failed");
+                return None;
+            }
+        };
+        let write = async {
+            match self.inner.users.get_user(&user.id).await? {
+                Some(u) if u.password_hash == user.password_hash => {}
+                _ => return Ok(None),
+            }
+            let update = UserUpdate {
+                password_hash: Some(fresh),
+                ..UserUpdate::default()
+            };
+            let updated = self.inner.users.update_user(&user.id, update).await?;
+            self.forget_user(&user.id).await?;
+            Ok::<_, Error>(updated)
+        };
+        match write.await {
+            Ok(Some(updated)) => {
+                tracing::info!(user = %redact_id(user.id.as_str()), "password hash upgraded");
+                Some(updated)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(kind = %e.kind(), "upgrading a password hash failed");
+                None
+            }
+        }
     }
 
     /// Rotates a refresh token into a new pair and renews the session's idle timeout (never past its
     /// absolute end).
+    ///
+    /// Simultaneous refreshes with one token count as reuse (the conservative reading of the OAuth
+    /// 2.0 Security BCP): at most one of them gets a pair, the others fail with
+    /// `TokenReuseDetected` or `TokenRevoked`, the family is revoked and the session ends, so the
+    /// pair the winner got is useless too. Clients must serialize their refreshes.
     ///
     /// # Errors
     /// - `TokenInvalid` / `TokenExpired` for a token that does not verify.
@@ -507,21 +585,26 @@ impl AuthService {
 
     /// Logs out: revokes the refresh token's family and ends its session.
     ///
-    /// An expired refresh token still logs out: its family is revoked, and its session has ended
-    /// already (a family lives exactly as long as its session's absolute lifetime).
+    /// An expired (but validly signed) refresh token still logs out: its family is revoked and its
+    /// session ended, which matters when families are configured to live shorter than sessions.
     ///
     /// # Errors
     /// `TokenInvalid` for a token that is not a validly signed refresh token; store errors.
     pub async fn logout(&self, refresh_token: &str) -> Result<()> {
-        let claims = match self.inner.tokens.decode_refresh(refresh_token) {
-            Ok(claims) => claims,
+        let (sid, _) = match self.inner.tokens.decode_refresh(refresh_token) {
+            Ok(claims) => token_subject(&claims.sid, &claims.sub)?,
             Err(e) if e.kind() == ErrorKind::TokenExpired => {
+                // `revoke` (below) checks the signature and every claim but the expiry before it
+                // touches anything; it runs first so the payload is read only from a token this
+                // service signed.
                 self.inner.tokens.revoke(refresh_token).await?;
+                let subject = signed_subject(refresh_token)?;
+                self.inner.sessions.invalidate_session(&subject.0).await?;
+                tracing::info!(session = %subject.0.redacted(), "logged out with an expired token");
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
-        let (sid, _) = token_subject(&claims.sid, &claims.sub)?;
         self.inner.tokens.revoke(refresh_token).await?;
         self.inner.sessions.invalidate_session(&sid).await?;
         tracing::info!(session = %sid.redacted(), "logged out");
@@ -608,14 +691,111 @@ impl AuthService {
         Ok(user)
     }
 
-    /// Applies a partial update to a user and drops the user's cached entries.
+    /// Applies a partial update to a user and drops the user's cached entries (before and again
+    /// after the store write; see [the struct docs](Self#user-cache) for the remaining bound).
+    ///
+    /// When the update takes away any permission the user had, every token and session of the
+    /// user ends ([`revoke_user_tokens`](Self::revoke_user_tokens)), since sessions hold the
+    /// permissions they were opened with. The comparison is with the user as read just before the
+    /// write, so of two concurrent updates the second may not see what the first added.
     ///
     /// # Errors
-    /// `UserExists` when the new email or username is taken; store errors.
+    /// `Validation` (field `password_hash`) for an update that sets a password hash: use
+    /// [`change_password`](Self::change_password); `UserExists` when the new email or username is
+    /// taken; store errors.
     pub async fn update_user(&self, user: &UserId, update: UserUpdate) -> Result<Option<User>> {
+        if update.password_hash.is_some() {
+            return Err(Error::validation(
+                "passwords are changed with change_password, which ends the user's sessions",
+            )
+            .with_detail("field", "password_hash"));
+        }
+        let before = match update.permissions {
+            Some(_) => self.inner.users.get_user(user).await?,
+            None => None,
+        };
+        self.forget_user(user).await?;
         let updated = self.inner.users.update_user(user, update).await?;
+        if let (Some(before), Some(after)) = (&before, &updated)
+            && before
+                .permissions
+                .iter()
+                .any(|p| !after.permissions.contains(p))
+        {
+            self.revoke_user_tokens(user).await?;
+        }
         self.forget_user(user).await?;
         Ok(updated)
+    }
+
+    /// Changes a user's password: checks the new one against the policy, verifies the old one
+    /// (counted by the login throttle for the account like a failed login), stores the new hash,
+    /// then ends every token and session of the user
+    /// ([`revoke_user_tokens`](Self::revoke_user_tokens)), this caller's included.
+    ///
+    /// # Errors
+    /// - `Validation` when the new password is outside the policy.
+    /// - `UserNotFound` for an unknown user.
+    /// - `InvalidCredentials` when the old password is wrong; `RateLimited` when the account has
+    ///   too many recent failures or no hashing slot frees in time.
+    /// - `Concurrency` when another write replaced the new hash before the call ended (the
+    ///   sessions are ended anyway; read the account and retry).
+    /// - Store errors.
+    pub async fn change_password(
+        &self,
+        user: &UserId,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        password::check_policy(&self.inner.config, new_password)?;
+        let current = self.inner.users.get_user(user).await?.ok_or_else(|| {
+            Error::new(ErrorKind::UserNotFound, "user not found")
+                .with_detail("user", redact_id(user.as_str()))
+        })?;
+        let attempt = self
+            .inner
+            .throttle
+            .begin(&current.email.normalized(), None, self.now())?;
+        let verified = old_password.chars().count() <= MAX_PASSWORD_CHARS
+            && self
+                .inner
+                .hasher
+                .verify(current.password_hash.clone(), old_password.to_owned())
+                .await?;
+        if !verified {
+            tracing::info!(user = %redact_id(user.as_str()), "password change refused");
+            return Err(invalid_credentials());
+        }
+        self.inner.throttle.succeeded(attempt);
+        let fresh = self
+            .inner
+            .hasher
+            .hash(&*self.inner.rng, new_password.to_owned())
+            .await?;
+        self.forget_user(user).await?;
+        let update = UserUpdate {
+            password_hash: Some(fresh.clone()),
+            ..UserUpdate::default()
+        };
+        let updated = self.inner.users.update_user(user, update).await?;
+        // Sessions end before anything else can fail.
+        self.revoke_user_tokens(user).await?;
+        self.forget_user(user).await?;
+        if updated.is_none() {
+            return Err(Error::new(ErrorKind::UserNotFound, "user not found")
+                .with_detail("user", redact_id(user.as_str())));
+        }
+        match self.inner.users.get_user(user).await? {
+            Some(u) if u.password_hash == fresh => {
+                tracing::info!(user = %redact_id(user.as_str()), "password changed");
+                Ok(())
+            }
+            _ => Err(Error::new(
+                ErrorKind::Concurrency,
+                "the account changed during the password change",
+            )
+            .with_detail("user", redact_id(user.as_str()))),
+        }
     }
 
     async fn forget_user(&self, user: &UserId) -> Result<()> {
@@ -628,11 +808,14 @@ impl AuthService {
 
     /// Deletes a user and everything of theirs: the account first (so no new login can start), then
     /// every token family and the epoch (old access tokens stop verifying), every session, and the
-    /// cached entries. Returns whether the account existed; the cascade runs either way.
+    /// cached entries (dropped before and again after the store write). Returns whether the account
+    /// existed; the cascade runs either way. A login that looked the user up before the deletion
+    /// notices it after issuing its tokens and ends its session.
     ///
     /// # Errors
     /// Store errors; the call can be repeated.
     pub async fn delete_user(&self, user: &UserId) -> Result<bool> {
+        self.forget_user(user).await?;
         let existed = self.inner.users.delete_user(user).await?;
         self.inner.tokens.revoke_user_tokens(user).await?;
         let sessions = self.inner.sessions.invalidate_user_sessions(user).await?;
@@ -750,6 +933,43 @@ impl AuthService {
             _ => Err(token_revoked()),
         }
     }
+}
+
+/// The session and user of a refresh token whose signature and claims (all but the expiry) were
+/// verified already, read from its payload.
+fn signed_subject(token: &str) -> Result<(SessionId, UserId)> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(base64url_decode)
+        .ok_or_else(malformed_claims)?;
+    let claims: psm_jwt::RefreshClaims =
+        serde_json::from_slice(&payload).map_err(|_| malformed_claims())?;
+    token_subject(&claims.sid, &claims.sub)
+}
+
+/// Decodes unpadded URL-safe base64 (RFC 4648 §5), as in a JWT; `None` for any other character.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from(acc >> bits).ok()?);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// The metadata of a login session: client ip and user agent (bounded), the absolute end, the origin.

@@ -1,7 +1,13 @@
 //! Password policy and argon2id hashing, always on Tokio's blocking pool.
 
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
 use argon2::{Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version};
 use psm_core::{Error, ErrorKind, PasswordHash, RandomSource, Result};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::auth::config::{Argon2Params, AuthConfig};
 
@@ -25,38 +31,154 @@ pub(crate) fn check_policy(config: &AuthConfig, password: &str) -> Result<()> {
     Ok(())
 }
 
-/// Hashes `password` with argon2id on the blocking pool, salted from `rng`.
-pub(crate) async fn hash(
+/// Runs argon2 on Tokio's blocking pool, at most `max_concurrent_hashes` at once.
+///
+/// Every hash and verification first takes a permit; a caller that waits longer than the queue
+/// timeout fails with `RateLimited`, so a burst of logins queues briefly and is then shed instead of
+/// piling up memory-hungry work on the blocking pool.
+#[derive(Debug)]
+pub(crate) struct Hasher {
+    params: Argon2Params,
+    permits: Semaphore,
+    queue_timeout: Duration,
+    /// Verifications run so far (tests read it to see that a path really verified).
+    verifications: AtomicU64,
+}
+
+impl Hasher {
+    pub(crate) fn new(config: &AuthConfig) -> Self {
+        Self {
+            params: config.argon2,
+            permits: Semaphore::new(config.max_concurrent_hashes),
+            queue_timeout: config.hash_queue_timeout,
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    /// The configured cost of new hashes.
+    pub(crate) fn params(&self) -> Argon2Params {
+        self.params
+    }
+
+    /// How many verifications ran (started on the blocking pool) so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// The permit semaphore (tests hold permits to fill the queue).
+    #[cfg(test)]
+    pub(crate) fn permits(&self) -> &Semaphore {
+        &self.permits
+    }
+
+    /// Waits for a hashing slot, at most the queue timeout.
+    async fn permit(&self) -> Result<SemaphorePermit<'_>> {
+        let busy = || {
+            let secs = self.queue_timeout.as_secs().max(1);
+            Error::new(
+                ErrorKind::RateLimited,
+                "too many password hashes in progress",
+            )
+            .with_detail("retry_after", secs)
+            .with_detail("scope", "hashing")
+        };
+        match tokio::time::timeout(self.queue_timeout, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; a closed one means nothing can be hashed.
+            Ok(Err(_)) | Err(_) => Err(busy()),
+        }
+    }
+
+    /// Hashes `password` with the configured cost, salted from `rng`.
+    pub(crate) async fn hash(
+        &self,
+        rng: &dyn RandomSource,
+        password: String,
+    ) -> Result<PasswordHash> {
+        let _permit = self.permit().await?;
+        hash_now(self.params, rng, password).await
+    }
+
+    /// Verifies `password` against `hash` in constant time (argon2 compares the outputs without
+    /// early exit). The cost comes from the hash's own parameters.
+    ///
+    /// Returns `false` for a wrong password and for a hash argon2 cannot read.
+    pub(crate) async fn verify(&self, hash: PasswordHash, password: String) -> Result<bool> {
+        let _permit = self.permit().await?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+        .map_err(|_| Error::provider("password verification task failed"))
+    }
+}
+
+/// Hashes `password` with argon2id on the blocking pool, salted from `rng` (no permit: callers
+/// hold one).
+async fn hash_now(
     params: Argon2Params,
     rng: &dyn RandomSource,
     password: String,
 ) -> Result<PasswordHash> {
-    let params = params.to_argon2()?;
     let mut salt = [0u8; SALT_BYTES];
     rng.fill(&mut salt)?;
-    let phc = tokio::task::spawn_blocking(move || {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_with_salt(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|_| Error::provider("password hashing task failed"))?
-    .map_err(|e| Error::provider("password hashing failed").with_source(e))?;
+    tokio::task::spawn_blocking(move || hash_blocking(params, &salt, &password))
+        .await
+        .map_err(|_| Error::provider("password hashing task failed"))?
+}
+
+/// Hashes on the calling thread (for the dummy hash, made once when the service is built).
+fn hash_sync(params: Argon2Params, rng: &dyn RandomSource, password: &str) -> Result<PasswordHash> {
+    let mut salt = [0u8; SALT_BYTES];
+    rng.fill(&mut salt)?;
+    hash_blocking(params, &salt, password)
+}
+
+/// The hash logins with an unknown email are verified against: a random secret nobody knows,
+/// hashed with the configured cost so that path costs what a wrong password costs.
+pub(crate) fn dummy_hash(params: Argon2Params, rng: &dyn RandomSource) -> Result<PasswordHash> {
+    let mut secret = [0u8; 32];
+    rng.fill(&mut secret)?;
+    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    hash_sync(params, rng, &secret)
+}
+
+fn hash_blocking(params: Argon2Params, salt: &[u8], password: &str) -> Result<PasswordHash> {
+    let phc = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.to_argon2()?)
+        .hash_password_with_salt(password.as_bytes(), salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::provider("password hashing failed").with_source(e))?;
     PasswordHash::new(&phc)
 }
 
-/// Verifies `password` against `hash` on the blocking pool, in constant time (argon2 compares the
-/// outputs without early exit). The cost comes from the hash's own parameters.
-///
-/// Returns `false` for a wrong password and for a hash argon2 cannot read.
-pub(crate) async fn verify(hash: PasswordHash, password: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
+/// The argon2 parameters a stored hash records, or `None` when it is not an argon2id (version 19)
+/// hash this module can read.
+pub(crate) fn params_of(hash: &PasswordHash) -> Option<Argon2Params> {
+    let phc = argon2::PasswordHash::new(hash.as_str()).ok()?;
+    if phc.algorithm.as_str() != "argon2id" || phc.version != Some(Version::V0x13.into()) {
+        return None;
+    }
+    let p = argon2::Params::try_from(&phc).ok()?;
+    Some(Argon2Params {
+        memory_kib: p.m_cost(),
+        iterations: p.t_cost(),
+        parallelism: p.p_cost(),
+        allow_below_owasp_minimum: true,
     })
-    .await
-    .map_err(|_| Error::provider("password verification task failed"))
+}
+
+/// Whether a stored hash is weaker than `configured` in any parameter (or not argon2id at all), so a
+/// login should store a fresh hash (OWASP: upgrade hashes as users log in).
+pub(crate) fn needs_rehash(hash: &PasswordHash, configured: Argon2Params) -> bool {
+    params_of(hash).is_none_or(|p| {
+        p.memory_kib < configured.memory_kib
+            || p.iterations < configured.iterations
+            || p.parallelism < configured.parallelism
+    })
 }
 
 #[cfg(test)]
@@ -69,7 +191,25 @@ mod tests {
         memory_kib: 8,
         iterations: 1,
         parallelism: 1,
+        allow_below_owasp_minimum: true,
     };
+
+    fn hasher(max: usize, timeout: Duration) -> Hasher {
+        Hasher::new(&AuthConfig {
+            argon2: CHEAP,
+            max_concurrent_hashes: max,
+            hash_queue_timeout: timeout,
+            ..AuthConfig::default()
+        })
+    }
+
+    async fn hash(params: Argon2Params, rng: &dyn RandomSource, p: String) -> Result<PasswordHash> {
+        hash_now(params, rng, p).await
+    }
+
+    async fn verify(h: PasswordHash, p: String) -> Result<bool> {
+        hasher(1, Duration::from_secs(5)).verify(h, p).await
+    }
 
     #[tokio::test]
     async fn hashes_are_argon2id_phc_and_verify() {
@@ -109,5 +249,68 @@ mod tests {
         let e = check_policy(&c, &"x".repeat(129)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Validation);
         assert!(!e.to_string().contains("xxxx"));
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use std::time::Duration;
+
+    use psm_core::OsRandom;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_answers_rate_limited() {
+        let h = Hasher::new(&AuthConfig {
+            argon2: Argon2Params {
+                memory_kib: 8,
+                iterations: 1,
+                parallelism: 1,
+                allow_below_owasp_minimum: true,
+            },
+            max_concurrent_hashes: 1,
+            hash_queue_timeout: Duration::from_millis(1),
+            ..AuthConfig::default()
+        });
+        // The one slot is taken, as by a slow hash that never ends while the test runs.
+        let held = h.permits().acquire().await.unwrap();
+        for e in [
+            h.hash(&OsRandom, "password1".to_owned()).await.unwrap_err(),
+            h.verify(
+                PasswordHash::new("$argon2id$x").unwrap(),
+                "password1".to_owned(),
+            )
+            .await
+            .unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::RateLimited);
+            assert_eq!(e.detail("retry_after"), Some("1"));
+            assert_eq!(e.detail("scope"), Some("hashing"));
+        }
+        assert_eq!(h.verifications(), 0);
+        drop(held);
+        h.hash(&OsRandom, "password1".to_owned()).await.unwrap();
+    }
+
+    #[test]
+    fn rehash_when_any_parameter_is_weaker() {
+        let strong = Argon2Params::OWASP_MINIMUM;
+        let weak = hash_sync(
+            Argon2Params {
+                memory_kib: 8,
+                iterations: 1,
+                parallelism: 1,
+                allow_below_owasp_minimum: true,
+            },
+            &OsRandom,
+            "password1",
+        )
+        .unwrap();
+        let p = params_of(&weak).unwrap();
+        assert_eq!((p.memory_kib, p.iterations, p.parallelism), (8, 1, 1));
+        assert!(needs_rehash(&weak, strong));
+        assert!(!needs_rehash(&weak, p));
+        assert!(needs_rehash(&PasswordHash::new("$argon2i$x").unwrap(), p));
     }
 }

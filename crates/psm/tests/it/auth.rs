@@ -29,14 +29,18 @@ fn keys() -> KeySet {
     KeySet::new(SigningKey::hmac("k1", Algorithm::HS256, &[42u8; 32]).unwrap()).unwrap()
 }
 
+/// Argon2 parameters cheap enough for a fast suite (never do this in production).
+const CHEAP_ARGON2: Argon2Params = Argon2Params {
+    memory_kib: 8,
+    iterations: 1,
+    parallelism: 1,
+    allow_below_owasp_minimum: true,
+};
+
 /// The defaults with argon2 cheap enough for a fast suite (never do this in production).
 fn cheap_config() -> AuthConfig {
     let mut c = AuthConfig::default();
-    c.argon2 = Argon2Params {
-        memory_kib: 8,
-        iterations: 1,
-        parallelism: 1,
-    };
+    c.argon2 = CHEAP_ARGON2;
     c
 }
 
@@ -643,10 +647,13 @@ async fn parallel_guesses_cannot_pass_the_limit() {
     let clock = ManualClock::at_2024();
     let auth = memory_service(&clock, cheap_config());
     register(&auth, "alice", EMAIL).await.unwrap();
-    let attempts = (0..16).map(|_| {
-        let auth = auth.clone();
-        tokio::spawn(async move { login_as(&auth, EMAIL, "wrong password").await })
-    });
+    // Collected, so every attempt is spawned before the first is awaited.
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move { login_as(&auth, EMAIL, "wrong password").await })
+        })
+        .collect();
     let mut invalid = 0;
     for a in attempts {
         match a.await.unwrap().unwrap_err().kind() {
@@ -817,6 +824,11 @@ impl tracing::Subscriber for Capture {
 #[tokio::test]
 async fn secrets_never_reach_logs_or_errors() {
     let capture = Capture::default();
+    // With a single live dispatcher, tracing computes a callsite's interest from the default of
+    // whichever thread hits it first, so a callsite first hit by another test's thread would be
+    // cached as "never" for this capture too. A second live dispatcher makes tracing ask every
+    // registered one instead.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     // The test runtime has one thread, so a thread-local default sees every event of the flow.
     let _guard = tracing::subscriber::set_default(capture.clone());
     let clock = ManualClock::at_2024();
@@ -913,5 +925,425 @@ async fn secrets_never_reach_logs_or_errors() {
     ];
     for (i, secret) in others.iter().enumerate() {
         assert!(!everything.contains(secret), "secret {i} leaked");
+    }
+}
+
+/// Item 1: filling the throttle's key map with fresh client keys, fresh addresses and malformed
+/// addresses does not evict a locked account's counter.
+#[tokio::test]
+async fn locked_account_survives_a_key_spray() {
+    let clock = ManualClock::at_2024();
+    let mut config = cheap_config();
+    config.throttle.max_tracked_keys = 8;
+    let auth = memory_service(&clock, config);
+    register(&auth, "alice", EMAIL).await.unwrap();
+    for _ in 0..5 {
+        expect_kind(
+            login_as(&auth, EMAIL, "wrong password").await,
+            ErrorKind::InvalidCredentials,
+        );
+    }
+    let attempt = |email: String, key: String| {
+        let auth = auth.clone();
+        async move {
+            auth.login(LoginRequest {
+                email,
+                password: "wrong password".to_owned(),
+                client: ClientInfo {
+                    ip: None,
+                    user_agent: None,
+                    key,
+                },
+            })
+            .await
+        }
+    };
+    for i in 0..3 * 8 {
+        // Every spray attempt fails; which way depends on the counters it meets.
+        let e = attempt(format!("spray{i}@example.com"), format!("client-a{i}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::InvalidCredentials | ErrorKind::RateLimited
+            ),
+            "{e}"
+        );
+        let e = attempt(format!("not an email {i}"), format!("client-b{i}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::InvalidCredentials | ErrorKind::RateLimited
+            ),
+            "{e}"
+        );
+    }
+    // Malformed addresses share one account counter: it is locked too.
+    let e = expect_kind(
+        attempt("still not an email".to_owned(), "client-c".to_owned()).await,
+        ErrorKind::RateLimited,
+    );
+    assert_eq!(e.detail("scope"), Some("account"));
+    // The locked account is still locked, even with the right password from a fresh client.
+    let e = expect_kind(
+        auth.login(LoginRequest {
+            email: EMAIL.to_owned(),
+            password: PASSWORD.to_owned(),
+            client: client("10.9.9.9"),
+        })
+        .await,
+        ErrorKind::RateLimited,
+    );
+    assert_eq!(e.detail("scope"), Some("account"));
+}
+
+/// Item 2: with one hashing slot and a hash that takes a while (OWASP's cost), concurrent excess
+/// registrations are shed with `RateLimited` instead of piling up. The deterministic version (a
+/// held slot) is the unit test `auth::tests::login_is_rate_limited_when_the_hashing_queue_is_full`.
+#[tokio::test]
+async fn excess_concurrent_hashing_is_rate_limited() {
+    let clock = ManualClock::at_2024();
+    let mut config = AuthConfig::default();
+    config.max_concurrent_hashes = 1;
+    config.hash_queue_timeout = Duration::from_millis(1);
+    let auth = memory_service(&clock, config);
+    // Collected, so every call is spawned before the first is awaited.
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                register(&auth, &format!("user{i}"), &format!("user{i}@example.com")).await
+            })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0, 0);
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+                assert_eq!(e.detail("scope"), Some("hashing"));
+                assert!(e.detail("retry_after").is_some());
+                limited += 1;
+            }
+        }
+    }
+    assert!(ok >= 1, "the first caller always gets the slot");
+    assert!(limited >= 1, "the others cannot all wait for it");
+}
+
+/// Item 3: a password change needs the old password and ends every session and token.
+#[tokio::test]
+async fn change_password_ends_every_session() {
+    let clock = ManualClock::at_2024();
+    let auth = memory_service(&clock, cheap_config());
+    let user = register(&auth, "alice", EMAIL).await.unwrap();
+    let a = login(&auth).await;
+    let b = login(&auth).await;
+    const NEW: &str = "a whole new passphrase";
+
+    expect_kind(
+        auth.change_password(&user.id, "wrong password", NEW).await,
+        ErrorKind::InvalidCredentials,
+    );
+    let e = expect_kind(
+        auth.change_password(&user.id, PASSWORD, "short").await,
+        ErrorKind::Validation,
+    );
+    assert_eq!(e.detail("field"), Some("password"));
+    // Nothing changed so far.
+    auth.verify(&a.tokens.access_token).await.unwrap();
+
+    auth.change_password(&user.id, PASSWORD, NEW).await.unwrap();
+    for old in [&a, &b] {
+        expect_kind(
+            auth.verify(&old.tokens.access_token).await,
+            ErrorKind::TokenRevoked,
+        );
+        assert!(auth.refresh(&old.tokens.refresh_token).await.is_err());
+    }
+    assert!(
+        auth.check_active_sessions(&user.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    expect_kind(
+        login_as(&auth, EMAIL, PASSWORD).await,
+        ErrorKind::InvalidCredentials,
+    );
+    login_as(&auth, EMAIL, NEW).await.unwrap();
+    let unknown = psm::UserId::parse("user_nobody").unwrap();
+    expect_kind(
+        auth.change_password(&unknown, PASSWORD, NEW).await,
+        ErrorKind::UserNotFound,
+    );
+}
+
+/// Item 3: `update_user` refuses raw password hashes, and taking a permission away ends the
+/// user's sessions (adding one does not).
+#[tokio::test]
+async fn update_user_refuses_hashes_and_removing_permissions_ends_sessions() {
+    let clock = ManualClock::at_2024();
+    let auth = memory_service(&clock, cheap_config());
+    let user = register(&auth, "alice", EMAIL).await.unwrap();
+    let l = login(&auth).await;
+
+    let e = expect_kind(
+        auth.update_user(
+            &user.id,
+            psm::auth::UserUpdate {
+                password_hash: Some(user.password_hash.clone()),
+                ..Default::default()
+            },
+        )
+        .await,
+        ErrorKind::Validation,
+    );
+    assert_eq!(e.detail("field"), Some("password_hash"));
+    assert!(e.to_string().contains("change_password"));
+
+    // Adding a permission leaves the session alone.
+    let add = psm::auth::UserUpdate {
+        permissions: Some(perms(&["read", "write", "admin"]).into_vec()),
+        ..Default::default()
+    };
+    auth.update_user(&user.id, add).await.unwrap().unwrap();
+    auth.verify(&l.tokens.access_token).await.unwrap();
+
+    // Taking "write" away ends it, and its tokens.
+    let remove = psm::auth::UserUpdate {
+        permissions: Some(perms(&["read", "admin"]).into_vec()),
+        ..Default::default()
+    };
+    auth.update_user(&user.id, remove).await.unwrap().unwrap();
+    expect_kind(
+        auth.verify(&l.tokens.access_token).await,
+        ErrorKind::TokenRevoked,
+    );
+    assert!(auth.refresh(&l.tokens.refresh_token).await.is_err());
+    assert!(
+        auth.check_active_sessions(&user.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = login(&auth).await;
+    assert_eq!(
+        auth.sessions()
+            .get_permissions(&again.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .permissions,
+        perms(&["read", "admin"])
+    );
+}
+
+/// Item 4: argon2 parameters below OWASP's minimum are refused unless explicitly allowed.
+#[tokio::test]
+async fn argon2_below_owasp_minimum_is_a_configuration_error() {
+    let mut config = cheap_config();
+    config.argon2.allow_below_owasp_minimum = false;
+    let e = expect_kind(
+        AuthService::builder()
+            .memory()
+            .keys(keys())
+            .config(config.clone())
+            .build(),
+        ErrorKind::ProviderConfiguration,
+    );
+    assert_eq!(e.detail("field"), Some("argon2"));
+    config.argon2 = Argon2Params {
+        memory_kib: 12_288,
+        iterations: 3,
+        ..Argon2Params::OWASP_MINIMUM
+    };
+    config.validate().unwrap();
+}
+
+/// Item 4: a login whose stored hash is cheaper than the configured cost stores a fresh one.
+#[tokio::test]
+async fn login_rehashes_a_hash_below_the_configured_cost() {
+    let clock = ManualClock::at_2024();
+    let users = Arc::new(psm::memory::MemoryUserStore::with_clock(Arc::new(
+        clock.clone(),
+    )));
+    let service = |argon2: Argon2Params| {
+        let mut config = cheap_config();
+        config.argon2 = argon2;
+        AuthService::builder()
+            .memory()
+            .users(users.clone())
+            .keys(keys())
+            .config(config)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap()
+    };
+    let old = service(CHEAP_ARGON2);
+    let user = register(&old, "alice", EMAIL).await.unwrap();
+    assert!(
+        user.password_hash
+            .as_str()
+            .starts_with("$argon2id$v=19$m=8,t=1,p=1$")
+    );
+    let stronger = Argon2Params {
+        memory_kib: 16,
+        iterations: 2,
+        ..CHEAP_ARGON2
+    };
+    let new = service(stronger);
+    let users = new.users().clone();
+    // A wrong password changes nothing.
+    expect_kind(
+        login_as(&new, EMAIL, "wrong password").await,
+        ErrorKind::InvalidCredentials,
+    );
+    assert_eq!(
+        users
+            .get_user(&user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        user.password_hash
+    );
+    let l = login(&new).await;
+    let stored = users.get_user(&user.id).await.unwrap().unwrap();
+    assert!(
+        stored
+            .password_hash
+            .as_str()
+            .starts_with("$argon2id$v=19$m=16,t=2,p=1$"),
+        "upgraded"
+    );
+    assert_eq!(l.user.password_hash, stored.password_hash);
+    // The fresh hash verifies, and is left alone by the next login.
+    login(&new).await;
+    assert_eq!(
+        users
+            .get_user(&user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        stored.password_hash
+    );
+    // A service configured cheaper than the stored hash does not downgrade it.
+    login(&old).await;
+    assert_eq!(
+        users
+            .get_user(&user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        stored.password_hash
+    );
+}
+
+/// Item 7: logging out with an expired (but validly signed) refresh token ends its session too,
+/// which matters when token families live shorter than sessions.
+#[tokio::test]
+async fn logout_with_an_expired_refresh_token_ends_its_session() {
+    let clock = ManualClock::at_2024();
+    let mut tokens = TokenConfig::new("psm", "psm");
+    tokens.refresh_lifetime = Duration::from_secs(60);
+    let auth = AuthService::builder()
+        .memory()
+        .keys(keys())
+        .token_config(tokens)
+        .config(cheap_config())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    register(&auth, "alice", EMAIL).await.unwrap();
+    let l = login(&auth).await;
+    clock.advance(Duration::from_secs(120));
+    expect_kind(
+        auth.refresh(&l.tokens.refresh_token).await,
+        ErrorKind::TokenExpired,
+    );
+    let live = |auth: AuthService, id: psm::SessionId| async move {
+        auth.sessions()
+            .get_permissions(&id)
+            .await
+            .unwrap()
+            .is_some()
+    };
+    // The session itself is still live (idle timeout 30 min).
+    assert!(live(auth.clone(), l.session_id.clone()).await);
+
+    // A tampered expired token is refused and ends nothing.
+    let mut tampered = l.tokens.refresh_token.clone();
+    // A character in the middle of the signature, so every bit of it counts.
+    let at = tampered.len() - 10;
+    let swapped = if tampered[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(at..=at, swapped);
+    expect_kind(auth.logout(&tampered).await, ErrorKind::TokenInvalid);
+    assert!(live(auth.clone(), l.session_id.clone()).await);
+
+    auth.logout(&l.tokens.refresh_token).await.unwrap();
+    assert!(!live(auth.clone(), l.session_id.clone()).await);
+}
+
+/// Item 8: simultaneous refreshes of one token through the service: at most one gets a pair, every
+/// other fails with reuse or revocation, and the session ends (a race counts as reuse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_refreshes_through_the_service() {
+    let clock = ManualClock::at_2024();
+    let auth = memory_service(&clock, cheap_config());
+    register(&auth, "alice", EMAIL).await.unwrap();
+    for n in [2, 16] {
+        let l = login(&auth).await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(n));
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let auth = auth.clone();
+                let token = l.tokens.refresh_token.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    auth.refresh(&token).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for c in calls {
+            match c.await.unwrap() {
+                Ok(pair) => winners.push(pair),
+                Err(e) => assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::TokenReuseDetected | ErrorKind::TokenRevoked
+                    ),
+                    "n={n}: {e}"
+                ),
+            }
+        }
+        assert!(winners.len() <= 1, "n={n}: {} winners", winners.len());
+        assert!(
+            auth.sessions()
+                .get_permissions(&l.session_id)
+                .await
+                .unwrap()
+                .is_none(),
+            "n={n}: the session ended"
+        );
+        for pair in winners {
+            assert!(auth.refresh(&pair.refresh_token).await.is_err(), "n={n}");
+            expect_kind(
+                auth.verify(&pair.access_token).await,
+                ErrorKind::TokenRevoked,
+            );
+        }
     }
 }
