@@ -142,7 +142,11 @@ fn login(c: &mut Criterion) {
     let parsed = PasswordHash::new(&hash).unwrap_or_else(|e| panic!("{e}"));
 
     let mut group = c.benchmark_group("login_2_threads_owasp_argon2id");
+    // A login takes ~10 ms: give every sample enough of them (about 70) that the machine's noise
+    // averages out, whatever measurement time the command line asks for.
     group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(8));
     group.bench_function("bare_argon2id_verify", |b| {
         b.iter_custom(|iters| {
             two_threads(iters.max(2), || {

@@ -1,7 +1,12 @@
-//! Password policy and argon2id hashing, always on Tokio's blocking pool.
+//! Password policy and argon2id hashing, always on the service's own hashing threads.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    thread,
     time::Duration,
 };
 
@@ -31,15 +36,16 @@ pub(crate) fn check_policy(config: &AuthConfig, password: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs argon2 on Tokio's blocking pool, at most `max_concurrent_hashes` at once.
+/// Runs argon2 on the service's own hashing threads, at most `max_concurrent_hashes` at once.
 ///
 /// Every hash and verification first takes a permit; a caller that waits longer than the queue
 /// timeout fails with `RateLimited`, so a burst of logins queues briefly and is then shed instead of
-/// piling up memory-hungry work on the blocking pool.
+/// piling up memory-hungry work.
 #[derive(Debug)]
 pub(crate) struct Hasher {
     params: Argon2Params,
     permits: Semaphore,
+    threads: HashThreads,
     queue_timeout: Duration,
     /// Verifications run so far (tests read it to see that a path really verified).
     verifications: AtomicU64,
@@ -50,6 +56,14 @@ impl Hasher {
         Self {
             params: config.argon2,
             permits: Semaphore::new(config.max_concurrent_hashes),
+            // No more threads than cores: argon2 is CPU-bound, and jobs spread over idle extra
+            // threads lose the memory reuse these threads exist for (measured: 4 threads on 2
+            // cores ran logins at 75% of bare verification, 2 threads at about 98%).
+            threads: HashThreads::new(
+                config
+                    .max_concurrent_hashes
+                    .min(thread::available_parallelism().map_or(1, std::num::NonZero::get)),
+            ),
             queue_timeout: config.hash_queue_timeout,
             verifications: AtomicU64::new(0),
         }
@@ -97,7 +111,7 @@ impl Hasher {
         password: String,
     ) -> Result<PasswordHash> {
         let _permit = self.permit().await?;
-        hash_now(self.params, rng, password).await
+        hash_now(&self.threads, self.params, rng, password).await
     }
 
     /// Verifies `password` against `hash` in constant time (argon2 compares the outputs without
@@ -107,28 +121,29 @@ impl Hasher {
     pub(crate) async fn verify(&self, hash: PasswordHash, password: String) -> Result<bool> {
         let _permit = self.permit().await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .map_err(|_| Error::provider("password verification task failed"))
+        self.threads
+            .run(move || {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok()
+            })
+            .await
     }
 }
 
-/// Hashes `password` with argon2id on the blocking pool, salted from `rng` (no permit: callers
+/// Hashes `password` with argon2id on the hashing threads, salted from `rng` (no permit: callers
 /// hold one).
 async fn hash_now(
+    threads: &HashThreads,
     params: Argon2Params,
     rng: &dyn RandomSource,
     password: String,
 ) -> Result<PasswordHash> {
     let mut salt = [0u8; SALT_BYTES];
     rng.fill(&mut salt)?;
-    tokio::task::spawn_blocking(move || hash_blocking(params, &salt, &password))
-        .await
-        .map_err(|_| Error::provider("password hashing task failed"))?
+    threads
+        .run(move || hash_blocking(params, &salt, &password))
+        .await?
 }
 
 /// Hashes on the calling thread (for the dummy hash, made once when the service is built).
@@ -181,6 +196,76 @@ pub(crate) fn needs_rehash(hash: &PasswordHash, configured: Argon2Params) -> boo
     })
 }
 
+/// A job for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Long-lived threads that run argon2, started on first use and ended with the service.
+///
+/// Not Tokio's blocking pool: argon2 allocates its whole memory cost (about 19 MiB) on every call,
+/// and on the shared blocking pool that cost more than on dedicated threads (with glibc: a login on
+/// 2 threads ran at 80-89% of bare argon2id verification, and at about 98% on these threads or with
+/// `MALLOC_ARENA_MAX=1`, so the allocator's per-thread arenas are the likely cause). Measured by
+/// `cargo bench -p psm --bench auth`.
+#[derive(Debug)]
+struct HashThreads {
+    count: usize,
+    queue: OnceLock<Mutex<mpsc::Sender<Job>>>,
+}
+
+impl HashThreads {
+    fn new(count: usize) -> Self {
+        Self {
+            count: count.max(1),
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// Runs `f` on a hashing thread and returns its result.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = tx.send(f());
+        });
+        let failed = || Error::provider("the password hashing threads are unavailable");
+        self.queue()
+            .lock()
+            .map_err(|_| failed())?
+            .send(job)
+            .map_err(|_| failed())?;
+        rx.await.map_err(|_| failed())
+    }
+
+    fn queue(&self) -> &Mutex<mpsc::Sender<Job>> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..self.count {
+                let rx = Arc::clone(&rx);
+                // A thread that cannot start leaves the others; with none, every job fails
+                // (its reply channel is dropped) instead of hanging.
+                let _ = thread::Builder::new()
+                    .name(format!("psm-argon2-{i}"))
+                    .spawn(move || {
+                        loop {
+                            // The lock is held only to take the next job, never while running it.
+                            let next = match rx.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(_) => return,
+                            };
+                            match next {
+                                Ok(job) => job(),
+                                // The service is gone: its sender was dropped.
+                                Err(_) => return,
+                            }
+                        }
+                    });
+            }
+            Mutex::new(tx)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use psm_core::OsRandom;
@@ -204,7 +289,7 @@ mod tests {
     }
 
     async fn hash(params: Argon2Params, rng: &dyn RandomSource, p: String) -> Result<PasswordHash> {
-        hash_now(params, rng, p).await
+        hash_now(&HashThreads::new(1), params, rng, p).await
     }
 
     async fn verify(h: PasswordHash, p: String) -> Result<bool> {
