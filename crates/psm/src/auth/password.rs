@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use argon2::{Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, PasswordHasher, Version};
 use psm_core::{Error, ErrorKind, PasswordHash, RandomSource, Result};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -122,11 +122,7 @@ impl Hasher {
         let _permit = self.permit().await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         self.threads
-            .run(move || {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), hash.as_str())
-                    .is_ok()
-            })
+            .run(move || verify_blocking(password.as_bytes(), hash.as_str()))
             .await
     }
 }
@@ -168,6 +164,52 @@ fn hash_blocking(params: Argon2Params, salt: &[u8], password: &str) -> Result<Pa
         .map(|h| h.to_string())
         .map_err(|e| Error::provider("password hashing failed").with_source(e))?;
     PasswordHash::new(&phc)
+}
+
+thread_local! {
+    /// argon2's working memory, kept by each hashing thread between verifications.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// argon2's own verification of `password` against the PHC string `stored` (any argon2 variant and
+/// version it names; the outputs compared in constant time by `phc::Output`), computed in memory
+/// the calling hashing thread keeps instead of ~19 MiB allocated and released per call. The
+/// memory holds the last computation's blocks until the next one overwrites them.
+fn verify_blocking(password: &[u8], stored: &str) -> bool {
+    let Ok(phc) = argon2::PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(phc.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match phc.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&phc) else {
+        return false;
+    };
+    let blocks_needed = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    let mut buffer = [0u8; 64];
+    let Some(out) = buffer.get_mut(..expected.len()) else {
+        return false;
+    };
+    let computed = BLOCKS.with(|blocks| {
+        // Each hashing thread runs one job at a time, so this borrow is never contended.
+        let Ok(mut blocks) = blocks.try_borrow_mut() else {
+            return false;
+        };
+        blocks.resize(blocks_needed, argon2::Block::default());
+        argon
+            .hash_password_into_with_memory(password, salt, &mut *out, &mut blocks[..])
+            .is_ok()
+    });
+    computed && argon2::password_hash::phc::Output::new(out).is_ok_and(|output| output == *expected)
 }
 
 /// The argon2 parameters a stored hash records, or `None` when it is not an argon2id (version 19)
@@ -268,6 +310,42 @@ impl HashThreads {
 
 #[cfg(test)]
 mod tests {
+    /// The kept-memory verification answers exactly as argon2's own `verify_password`, for every
+    /// argon2 variant, right and wrong passwords, tampered outputs and malformed strings, also when
+    /// one thread verifies hashes of different costs one after another.
+    #[test]
+    fn verify_blocking_agrees_with_argon2() {
+        use argon2::{PasswordVerifier, password_hash::PasswordHasher as _};
+        let mut stored = Vec::new();
+        for (alg, m, t) in [
+            (Algorithm::Argon2id, 8, 1),
+            (Algorithm::Argon2i, 16, 2),
+            (Algorithm::Argon2d, 32, 1),
+            (Algorithm::Argon2id, 64, 3),
+        ] {
+            let params = argon2::Params::new(m, t, 1, None).unwrap();
+            let h = Argon2::new(alg, Version::V0x13, params)
+                .hash_password_with_salt(b"right password", b"saltsaltsaltsalt")
+                .unwrap()
+                .to_string();
+            stored.push(h);
+        }
+        let mut tampered = stored[0].clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        stored.push(tampered);
+        stored.push("not a phc string".to_owned());
+        stored.push("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ".to_owned());
+        for h in &stored {
+            for pw in [&b"right password"[..], b"wrong password", b""] {
+                let theirs = Argon2::default().verify_password(pw, h.as_str()).is_ok();
+                assert_eq!(verify_blocking(pw, h), theirs, "{h} with {pw:?}");
+            }
+        }
+        assert!(verify_blocking(b"right password", &stored[0]));
+        assert!(!verify_blocking(b"right password", &stored[4]));
+    }
+
     use psm_core::OsRandom;
 
     use super::*;
