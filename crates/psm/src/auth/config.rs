@@ -35,9 +35,11 @@ pub struct AuthConfig {
     pub user_cache_ttl: Duration,
     /// Prefix of generated session ids (default `"sess"`).
     pub session_prefix: String,
-    /// Most argon2 hashes and verifications running at once (default twice the available
-    /// parallelism; at least 1). Each one holds `argon2.memory_kib` of memory and a core, so without
-    /// a bound a burst of logins could exhaust both.
+    /// Most argon2 hashes and verifications admitted at once (default twice the available
+    /// parallelism; at least 1); they run on one hashing thread per core (at most this many), and
+    /// the rest wait their turn. Each hashing thread keeps `argon2.memory_kib` of working memory
+    /// for verifications; a hash being made allocates its own. Without a bound a burst of logins
+    /// could exhaust memory and cores.
     pub max_concurrent_hashes: usize,
     /// How long a login, registration or password change waits for a free hashing slot before it
     /// fails with `RateLimited` (default 5 s; between 1 ms and 10 min).

@@ -7,7 +7,8 @@
 //!
 //! What it holds to:
 //! - Passwords: 8 to 128 characters by default, hashed with argon2id at OWASP's minimum cost or
-//!   more, always on Tokio's blocking pool, at most [`AuthConfig::max_concurrent_hashes`] at once
+//!   more, always on the service's own hashing threads (one per core, each keeping its argon2
+//!   working memory), with at most [`AuthConfig::max_concurrent_hashes`] hashes admitted at once
 //!   (beyond that a caller waits up to [`AuthConfig::hash_queue_timeout`], then gets `RateLimited`).
 //!   A login verifies in constant time, and an unknown email is verified against a dummy hash (made
 //!   when the service is built) so it costs what a wrong password costs; both fail with the same
@@ -423,9 +424,11 @@ impl AuthService {
         // A deletion, revocation or password change that ran between the lookup and now could not
         // see this session: read the account again, and end what was just made if it changed.
         let current = self.inner.users.get_user(&user.id).await;
+        // Also a permission removed meanwhile: the session was built from the older list.
         let unchanged = matches!(
             &current,
             Ok(Some(u)) if u.password_hash == user.password_hash
+                && user.permissions.iter().all(|p| u.permissions.contains(p))
         );
         if !unchanged {
             let _ = self.inner.sessions.invalidate_session(&session_id).await;

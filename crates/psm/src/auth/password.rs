@@ -12,7 +12,7 @@ use std::{
 
 use argon2::{Algorithm, Argon2, PasswordHasher, Version};
 use psm_core::{Error, ErrorKind, PasswordHash, RandomSource, Result};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::config::{Argon2Params, AuthConfig};
 
@@ -36,15 +36,16 @@ pub(crate) fn check_policy(config: &AuthConfig, password: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs argon2 on the service's own hashing threads, at most `max_concurrent_hashes` at once.
+/// Runs argon2 on the service's own hashing threads (one per core, at most
+/// `max_concurrent_hashes`), admitting at most `max_concurrent_hashes` jobs at once.
 ///
-/// Every hash and verification first takes a permit; a caller that waits longer than the queue
-/// timeout fails with `RateLimited`, so a burst of logins queues briefly and is then shed instead of
-/// piling up memory-hungry work.
+/// Every hash and verification first takes a permit, held until its job ends; a caller that waits
+/// longer than the queue timeout fails with `RateLimited`, so a burst of logins queues briefly and
+/// is then shed instead of piling up memory-hungry work.
 #[derive(Debug)]
 pub(crate) struct Hasher {
     params: Argon2Params,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     threads: HashThreads,
     queue_timeout: Duration,
     /// Verifications run so far (tests read it to see that a path really verified).
@@ -55,7 +56,7 @@ impl Hasher {
     pub(crate) fn new(config: &AuthConfig) -> Self {
         Self {
             params: config.argon2,
-            permits: Semaphore::new(config.max_concurrent_hashes),
+            permits: Arc::new(Semaphore::new(config.max_concurrent_hashes)),
             // No more threads than cores: argon2 is CPU-bound, and jobs spread over idle extra
             // threads lose the memory reuse these threads exist for (measured: 4 threads on 2
             // cores ran logins at 75% of bare verification, 2 threads at about 98%).
@@ -74,7 +75,7 @@ impl Hasher {
         self.params
     }
 
-    /// How many verifications ran (started on the blocking pool) so far.
+    /// How many verifications ran (started on the hashing threads) so far.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
@@ -87,7 +88,7 @@ impl Hasher {
     }
 
     /// Waits for a hashing slot, at most the queue timeout.
-    async fn permit(&self) -> Result<SemaphorePermit<'_>> {
+    async fn permit(&self) -> Result<OwnedSemaphorePermit> {
         let busy = || {
             let secs = self.queue_timeout.as_secs().max(1);
             Error::new(
@@ -97,7 +98,8 @@ impl Hasher {
             .with_detail("retry_after", secs)
             .with_detail("scope", "hashing")
         };
-        match tokio::time::timeout(self.queue_timeout, self.permits.acquire()).await {
+        let permits = Arc::clone(&self.permits);
+        match tokio::time::timeout(self.queue_timeout, permits.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; a closed one means nothing can be hashed.
             Ok(Err(_)) | Err(_) => Err(busy()),
@@ -110,8 +112,8 @@ impl Hasher {
         rng: &dyn RandomSource,
         password: String,
     ) -> Result<PasswordHash> {
-        let _permit = self.permit().await?;
-        hash_now(&self.threads, self.params, rng, password).await
+        let permit = self.permit().await?;
+        hash_now(&self.threads, permit, self.params, rng, password).await
     }
 
     /// Verifies `password` against `hash` in constant time (argon2 compares the outputs without
@@ -119,10 +121,12 @@ impl Hasher {
     ///
     /// Returns `false` for a wrong password and for a hash argon2 cannot read.
     pub(crate) async fn verify(&self, hash: PasswordHash, password: String) -> Result<bool> {
-        let _permit = self.permit().await?;
+        let permit = self.permit().await?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
         self.threads
-            .run(move || verify_blocking(password.as_bytes(), hash.as_str()))
+            .run(permit, move || {
+                verify_blocking(password.as_bytes(), hash.as_str())
+            })
             .await
     }
 }
@@ -131,6 +135,7 @@ impl Hasher {
 /// hold one).
 async fn hash_now(
     threads: &HashThreads,
+    permit: OwnedSemaphorePermit,
     params: Argon2Params,
     rng: &dyn RandomSource,
     password: String,
@@ -138,7 +143,7 @@ async fn hash_now(
     let mut salt = [0u8; SALT_BYTES];
     rng.fill(&mut salt)?;
     threads
-        .run(move || hash_blocking(params, &salt, &password))
+        .run(permit, move || hash_blocking(params, &salt, &password))
         .await?
 }
 
@@ -165,6 +170,11 @@ fn hash_blocking(params: Argon2Params, salt: &[u8], password: &str) -> Result<Pa
         .map_err(|e| Error::provider("password hashing failed").with_source(e))?;
     PasswordHash::new(&phc)
 }
+
+/// The largest memory cost a stored hash may ask of a verification: 1 GiB (in 1 KiB blocks).
+const MAX_VERIFY_BLOCKS: usize = 1 << 20;
+/// The most passes a stored hash may ask of a verification.
+const MAX_VERIFY_ITERATIONS: u32 = 64;
 
 thread_local! {
     /// argon2's working memory, kept by each hashing thread between verifications.
@@ -194,6 +204,11 @@ fn verify_blocking(password: &[u8], stored: &str) -> bool {
         return false;
     };
     let blocks_needed = params.block_count();
+    // A stored hash is trusted input, but a cost far beyond any sane setting (up to 4 TiB of
+    // memory in the PHC grammar) must fail the verification, not abort the process.
+    if blocks_needed > MAX_VERIFY_BLOCKS || params.t_cost() > MAX_VERIFY_ITERATIONS {
+        return false;
+    }
     let argon = Argon2::new(algorithm, version, params);
     let mut buffer = [0u8; 64];
     let Some(out) = buffer.get_mut(..expected.len()) else {
@@ -204,6 +219,12 @@ fn verify_blocking(password: &[u8], stored: &str) -> bool {
         let Ok(mut blocks) = blocks.try_borrow_mut() else {
             return false;
         };
+        if blocks.len() < blocks_needed {
+            let missing = blocks_needed - blocks.len();
+            if blocks.try_reserve_exact(missing).is_err() {
+                return false;
+            }
+        }
         blocks.resize(blocks_needed, argon2::Block::default());
         argon
             .hash_password_into_with_memory(password, salt, &mut *out, &mut blocks[..])
@@ -262,11 +283,20 @@ impl HashThreads {
         }
     }
 
-    /// Runs `f` on a hashing thread and returns its result.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    /// Runs `f` on a hashing thread and returns its result. The hashing permit travels with the
+    /// job and is released when the job ends, so a caller that gives up waiting cannot free its
+    /// slot while its work still runs; a job whose caller is already gone is skipped.
+    async fn run<T: Send + 'static>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            // The caller may have given up waiting; nothing to do then.
+            let _permit = permit;
+            if tx.is_closed() {
+                return;
+            }
             let _ = tx.send(f());
         });
         let failed = || Error::provider("the password hashing threads are unavailable");
@@ -296,7 +326,15 @@ impl HashThreads {
                                 Err(_) => return,
                             };
                             match next {
-                                Ok(job) => job(),
+                                Ok(job) => {
+                                    // A panicking job fails its caller (its reply is dropped),
+                                    // not the thread.
+                                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                                        .is_err()
+                                    {
+                                        tracing::error!("a password hashing job panicked");
+                                    }
+                                }
                                 // The service is gone: its sender was dropped.
                                 Err(_) => return,
                             }
@@ -367,7 +405,8 @@ mod tests {
     }
 
     async fn hash(params: Argon2Params, rng: &dyn RandomSource, p: String) -> Result<PasswordHash> {
-        hash_now(&HashThreads::new(1), params, rng, p).await
+        let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+        hash_now(&HashThreads::new(1), permit, params, rng, p).await
     }
 
     async fn verify(h: PasswordHash, p: String) -> Result<bool> {

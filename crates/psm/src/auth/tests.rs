@@ -223,6 +223,8 @@ enum Race {
     Delete,
     /// Replaces its password hash (as `change_password` running then).
     ChangePassword,
+    /// Takes a permission away (as `update_user` running then).
+    RemovePermission,
 }
 
 /// A user store that changes the account right after the first lookup by email returned it.
@@ -260,6 +262,13 @@ impl psm_core::UserStore for RacingUsers {
                     };
                     self.inner.update_user(&user.id, update).await?;
                 }
+                Race::RemovePermission => {
+                    let update = UserUpdate {
+                        permissions: Some(vec![psm_core::Permission::parse("other").unwrap()]),
+                        ..Default::default()
+                    };
+                    self.inner.update_user(&user.id, update).await?;
+                }
             }
         }
         Ok(found)
@@ -272,11 +281,12 @@ impl psm_core::UserStore for RacingUsers {
     }
 }
 
-/// Item 5: a login that found the user before a deletion (or a password change) landed ends the
-/// session it made and fails, instead of handing out tokens for a gone account.
+/// Item 5: a login that found the user before a deletion, a password change or a permission removal
+/// landed ends the session it made and fails, instead of handing out tokens for a gone account or a
+/// session with permissions the user no longer has.
 #[tokio::test]
 async fn login_racing_a_deletion_or_password_change_leaves_nothing() {
-    for race in [Race::Delete, Race::ChangePassword] {
+    for race in [Race::Delete, Race::ChangePassword, Race::RemovePermission] {
         let clock = ManualClock::at_2024();
         let users = Arc::new(RacingUsers {
             inner: Arc::new(crate::memory::MemoryUserStore::with_clock(Arc::new(
