@@ -368,6 +368,19 @@ mod tests {
                 .to_string();
             stored.push(h);
         }
+        // Version 0x10, a 64-byte output and a 16-byte output, which the PHC string records.
+        for (version, out_len) in [
+            (Version::V0x10, 32),
+            (Version::V0x13, 64),
+            (Version::V0x13, 16),
+        ] {
+            let params = argon2::Params::new(8, 1, 1, Some(out_len)).unwrap();
+            let h = Argon2::new(Algorithm::Argon2id, version, params)
+                .hash_password_with_salt(b"right password", b"saltsaltsaltsalt")
+                .unwrap()
+                .to_string();
+            stored.push(h);
+        }
         let mut tampered = stored[0].clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });
@@ -381,7 +394,10 @@ mod tests {
             }
         }
         assert!(verify_blocking(b"right password", &stored[0]));
-        assert!(!verify_blocking(b"right password", &stored[4]));
+        for h in &stored[4..7] {
+            assert!(verify_blocking(b"right password", h), "{h}");
+        }
+        assert!(!verify_blocking(b"right password", &stored[7]), "tampered");
     }
 
     use psm_core::OsRandom;

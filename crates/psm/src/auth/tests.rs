@@ -295,9 +295,13 @@ async fn login_racing_a_deletion_or_password_change_leaves_nothing() {
             race,
             done: std::sync::atomic::AtomicBool::new(false),
         });
+        let token_state: psm_core::DynTokenStateStore = Arc::new(
+            crate::memory::MemoryTokenStateStore::with_clock(Arc::new(clock.clone())),
+        );
         let auth = AuthService::builder()
             .memory()
             .users(users)
+            .token_state(Arc::clone(&token_state))
             .keys(keys())
             .config(cheap_config())
             .clock(Arc::new(clock.clone()))
@@ -320,5 +324,11 @@ async fn login_racing_a_deletion_or_password_change_leaves_nothing() {
             .sessions()
             .list_sessions(None, Page::first(100).unwrap());
         assert!(all.await.unwrap().is_empty(), "{race:?}");
+        // The login's token family was revoked too: nothing is left to revoke.
+        assert_eq!(
+            token_state.revoke_user_families(&user.id).await.unwrap(),
+            0,
+            "{race:?}"
+        );
     }
 }
