@@ -196,6 +196,34 @@ struct Part {
     suspect: Option<Suspect>,
 }
 
+impl Part {
+    /// Applies one record, reporting it when the tables refuse it.
+    fn apply(&mut self, offset: u64, change: Change, sink: &dyn Apply) {
+        self.records += 1;
+        if let Err(e) = sink.apply(change) {
+            self.bad
+                .push((offset, 0, format!("invalid record: {}", e.message())));
+        }
+    }
+
+    /// Applies what survives of a batch that turned out not to be the file's last: damage, not a
+    /// torn write, so the readable records stand.
+    fn apply_short_batch(&mut self, s: Suspect, sink: &dyn Apply) {
+        self.bad.push((
+            s.offset,
+            0,
+            format!(
+                "damaged batch: {} of its {} records readable",
+                s.changes.len(),
+                s.expected
+            ),
+        ));
+        for (offset, change) in s.changes {
+            self.apply(offset, change, sink);
+        }
+    }
+}
+
 /// A batch with records missing.
 #[derive(Debug)]
 struct Suspect {
@@ -324,21 +352,7 @@ fn replay(
                 tail = Some(s.start);
                 part.uncommitted.clear();
             } else {
-                report(
-                    s.offset,
-                    0,
-                    format!(
-                        "damaged batch: {} of its {} records readable",
-                        s.changes.len(),
-                        s.expected
-                    ),
-                );
-                for (offset, change) in s.changes {
-                    part.records += 1;
-                    if let Err(e) = sink.apply(change) {
-                        report(offset, 0, format!("invalid record: {}", e.message()));
-                    }
-                }
+                part.apply_short_batch(s, sink);
             }
         }
         if !part.uncommitted.is_empty() {
@@ -361,11 +375,8 @@ fn replay(
                     0,
                     format!("damaged record: a batch of {n} records lost its commit"),
                 );
-                for (offset, change) in part.uncommitted.drain(..) {
-                    part.records += 1;
-                    if let Err(e) = sink.apply(change) {
-                        report(offset, 0, format!("invalid record: {}", e.message()));
-                    }
+                for (offset, change) in std::mem::take(&mut part.uncommitted) {
+                    part.apply(offset, change, sink);
                 }
             }
         }
@@ -447,13 +458,6 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
     };
     let mut frames = Frames::new(part, base);
     let max_records = (part.len() / MIN_RECORD_BYTES) as u64;
-    let apply = |out: &mut Part, offset: u64, change: Change| {
-        out.records += 1;
-        if let Err(e) = sink.apply(change) {
-            out.bad
-                .push((offset, 0, format!("invalid record: {}", e.message())));
-        }
-    };
     let one = |payload: &[u8], offset: u64, out: &mut Part| match records::decode(payload)
         .and_then(records::Entry::into_change)
     {
@@ -461,23 +465,12 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
         Ok(Change::Commit(n)) => {
             // A later batch made it to disk, so a held-back one was not the last: apply it.
             if let Some(s) = out.suspect.take() {
-                out.bad.push((
-                    s.offset,
-                    0,
-                    format!(
-                        "damaged batch: {} of its {} records readable",
-                        s.changes.len(),
-                        s.expected
-                    ),
-                ));
-                for (offset, change) in s.changes {
-                    apply(out, offset, change);
-                }
+                out.apply_short_batch(s, sink);
             }
             let batch = std::mem::take(&mut out.uncommitted);
             if batch.len() as u64 == n {
                 for (offset, change) in batch {
-                    apply(out, offset, change);
+                    out.apply(offset, change, sink);
                 }
             } else {
                 out.suspect = Some(Suspect {
@@ -490,9 +483,9 @@ fn read_part(part: &[u8], base: u64, compressed: bool, sink: &dyn Apply, journal
             out.committed_end = offset + payload.len() as u64;
         }
         // A size hint from the file can be no larger than the file can hold.
-        Ok(Change::Expect(n)) => apply(out, offset, Change::Expect(n.min(max_records))),
+        Ok(Change::Expect(n)) => out.apply(offset, Change::Expect(n.min(max_records)), sink),
         Ok(change) if journal => out.uncommitted.push((offset, change)),
-        Ok(change) => apply(out, offset, change),
+        Ok(change) => out.apply(offset, change, sink),
         Err(e) => out
             .bad
             .push((offset, payload.len() as u64, e.message().to_owned())),

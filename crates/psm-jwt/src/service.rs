@@ -169,28 +169,7 @@ impl TokenService {
     /// # Errors
     /// `TokenExpired` past `exp` plus leeway; `TokenInvalid` for anything else wrong.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims> {
-        let i = &*self.inner;
-        let payload = verify_signature(&i.keys, token, ACCESS_HEADER_TYP)?;
-        let claims: AccessClaims = serde_json::from_slice(&payload)
-            .map_err(|_| invalid("token claims are malformed or incomplete"))?;
-        check_common(
-            &i.config,
-            i.clock.now(),
-            &Common {
-                iss: &claims.iss,
-                aud: &claims.aud,
-                sub: &claims.sub,
-                sid: &claims.sid,
-                jti: &claims.jti,
-                typ: &claims.typ,
-                iat: claims.iat,
-                nbf: claims.nbf,
-                exp: claims.exp,
-            },
-            ACCESS_TYP,
-            true,
-        )?;
-        Ok(claims)
+        self.verified(token, ACCESS_HEADER_TYP, ACCESS_TYP, true)
     }
 
     /// [`verify_access`](Self::verify_access), then the user's current token epoch from the store
@@ -226,28 +205,26 @@ impl TokenService {
         self.decode_refresh_inner(token, true)
     }
 
-    fn decode_refresh_inner(&self, token: &str, check_exp: bool) -> Result<RefreshClaims> {
+    /// The claims of `token` once its signature, header `typ` and the claims every token carries
+    /// are checked (the expiry only with `check_exp`).
+    fn verified<C: Claims>(
+        &self,
+        token: &str,
+        header_typ: &'static str,
+        typ: &'static str,
+        check_exp: bool,
+    ) -> Result<C> {
         let i = &*self.inner;
-        let payload = verify_signature(&i.keys, token, REFRESH_HEADER_TYP)?;
-        let claims: RefreshClaims = serde_json::from_slice(&payload)
+        let payload = verify_signature(&i.keys, token, header_typ)?;
+        let claims: C = serde_json::from_slice(&payload)
             .map_err(|_| invalid("token claims are malformed or incomplete"))?;
-        check_common(
-            &i.config,
-            i.clock.now(),
-            &Common {
-                iss: &claims.iss,
-                aud: &claims.aud,
-                sub: &claims.sub,
-                sid: &claims.sid,
-                jti: &claims.jti,
-                typ: &claims.typ,
-                iat: claims.iat,
-                nbf: claims.nbf,
-                exp: claims.exp,
-            },
-            REFRESH_TYP,
-            check_exp,
-        )?;
+        check_common(&i.config, i.clock.now(), &claims.common(), typ, check_exp)?;
+        Ok(claims)
+    }
+
+    fn decode_refresh_inner(&self, token: &str, check_exp: bool) -> Result<RefreshClaims> {
+        let claims: RefreshClaims =
+            self.verified(token, REFRESH_HEADER_TYP, REFRESH_TYP, check_exp)?;
         if !crate::codec::is_valid_opaque_id(&claims.fam) {
             return Err(invalid("token claims are malformed"));
         }
@@ -419,5 +396,42 @@ impl TokenService {
             session_id: spec.session.clone(),
             user_id: spec.user.clone(),
         })
+    }
+}
+
+/// The claims both token kinds share, for [`check_common`].
+trait Claims: serde::de::DeserializeOwned {
+    fn common(&self) -> Common<'_>;
+}
+
+impl Claims for AccessClaims {
+    fn common(&self) -> Common<'_> {
+        Common {
+            iss: &self.iss,
+            aud: &self.aud,
+            sub: &self.sub,
+            sid: &self.sid,
+            jti: &self.jti,
+            typ: &self.typ,
+            iat: self.iat,
+            nbf: self.nbf,
+            exp: self.exp,
+        }
+    }
+}
+
+impl Claims for RefreshClaims {
+    fn common(&self) -> Common<'_> {
+        Common {
+            iss: &self.iss,
+            aud: &self.aud,
+            sub: &self.sub,
+            sid: &self.sid,
+            jti: &self.jti,
+            typ: &self.typ,
+            iat: self.iat,
+            nbf: self.nbf,
+            exp: self.exp,
+        }
     }
 }
