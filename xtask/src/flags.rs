@@ -38,8 +38,9 @@ cargo xtask <command>
 Commands:
   ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, machete
                           (--skip is for local iteration only; .ci/run never uses it)
-  services up|down|env    find or start Redis and PostgreSQL; `env` prints export lines,
-                          `down` stops only what this xtask started
+  services up|down|env    find or start Redis, PostgreSQL and a private three-master Redis
+                          Cluster; `env` prints export lines, `down` stops only what this
+                          xtask started
   bench [--quick] [--no-python] [--no-criterion]
                           run the load driver, the baselines and criterion, write docs/benchmarks.md
                           (--quick: 10,000 sessions, no Python, no criterion, output under target/xtask/)
@@ -47,6 +48,7 @@ Commands:
 
 Environment:
   PSM_REDIS_URL, PSM_POSTGRES_URL   use these servers (they must answer)
+  PSM_REDIS_CLUSTER_URL             use this Redis Cluster seed node (`redis://h:p?cluster=true`)
   PSM_XTASK_FORCE_START=1           skip the environment and the conventional ports, start private servers
 ";
 

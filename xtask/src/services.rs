@@ -10,7 +10,12 @@
 //!
 //! `PSM_XTASK_FORCE_START=1` skips steps 1 and 2, to exercise the start path on a machine that has
 //! servers. Only what steps 4 and 5 started is ever stopped, by the PID or container id recorded.
+//!
+//! Beside them, a three-master Redis Cluster for the Redis suite's cluster run: `PSM_REDIS_CLUSTER_URL`
+//! when set (it must answer), else always a private one started from the installed binaries
+//! (`cluster.rs`), stopped by PID with the rest.
 
+mod cluster;
 mod docker;
 mod local;
 mod probe;
@@ -120,6 +125,8 @@ impl Service {
 #[derive(Debug, Default)]
 pub(crate) struct Services {
     list: Vec<Service>,
+    /// The Redis Cluster seed URL, and the cluster itself when this run started it.
+    cluster: Option<(String, Option<cluster::Cluster>)>,
 }
 
 impl Services {
@@ -128,6 +135,11 @@ impl Services {
         self.list
             .iter()
             .map(|s| (s.kind.env_var(), s.url.clone()))
+            .chain(
+                self.cluster
+                    .iter()
+                    .map(|(url, _)| (cluster::ENV_VAR, url.clone())),
+            )
             .collect()
     }
 
@@ -136,6 +148,7 @@ impl Services {
         self.list
             .iter()
             .any(|s| matches!(s.origin, Origin::Started | Origin::Docker))
+            || self.cluster.as_ref().is_some_and(|(_, c)| c.is_some())
     }
 
     /// Stops what this run started (steps 4 and 5); servers found or reused are left alone.
@@ -147,6 +160,13 @@ impl Services {
                     service.kind.name()
                 );
                 stop_recorded(service.kind);
+            }
+        }
+        if let Some((_, Some(cluster))) = &self.cluster {
+            eprintln!("stopping the Redis Cluster this run started");
+            cluster.stop();
+            if let Ok(dir) = xtask_dir() {
+                cluster::remove_record(&dir);
             }
         }
     }
@@ -175,6 +195,10 @@ pub(crate) fn main(action: ServicesAction) -> Result<()> {
                     stopped += 1;
                 }
             }
+            if cluster::has_record(&xtask_dir()?) {
+                cluster::stop_recorded(&xtask_dir()?);
+                stopped += 1;
+            }
             if stopped == 0 {
                 eprintln!("nothing to stop: this xtask has no running server recorded");
             }
@@ -198,7 +222,37 @@ pub(crate) fn discover() -> Result<Services> {
             }
         }
     }
+    match discover_cluster() {
+        Ok(found) => services.cluster = Some(found),
+        Err(e) => {
+            services.stop_started();
+            return Err(e);
+        }
+    }
     Ok(services)
+}
+
+/// `PSM_REDIS_CLUSTER_URL` when set (it must answer), else a private cluster started now.
+fn discover_cluster() -> Result<(String, Option<cluster::Cluster>)> {
+    let forced = env::var("PSM_XTASK_FORCE_START").is_ok_and(|v| v == "1");
+    if !forced
+        && let Ok(url) = env::var(cluster::ENV_VAR)
+        && !url.trim().is_empty()
+    {
+        return match probe::answers(Kind::Redis, &url) {
+            Ok(()) => {
+                eprintln!("redis cluster: using {} (it answers)", cluster::ENV_VAR);
+                Ok((url, None))
+            }
+            Err(e) => bail!(
+                "{} is set but its seed node does not answer: {e}",
+                cluster::ENV_VAR
+            ),
+        };
+    }
+    let started = cluster::start(&xtask_dir()?)?;
+    eprintln!("redis cluster: started three private masters, seed {}", started.url);
+    Ok((started.url.clone(), Some(started)))
 }
 
 fn discover_one(kind: Kind) -> Result<Service> {

@@ -215,7 +215,8 @@ pub(crate) fn stop(kind: Kind, pid: u32, data_dir: &Path) {
     }
 }
 
-fn stop_pid(kind: Kind, pid: u32) {
+/// Stops one server process by PID: its program's polite signal, then SIGKILL after 30 s.
+pub(crate) fn stop_pid(kind: Kind, pid: u32) {
     if !pid_alive(pid) {
         return;
     }
