@@ -251,7 +251,10 @@ fn discover_cluster() -> Result<(String, Option<cluster::Cluster>)> {
         };
     }
     let started = cluster::start(&xtask_dir()?)?;
-    eprintln!("redis cluster: started three private masters, seed {}", started.url);
+    eprintln!(
+        "redis cluster: started three private masters, seed {}",
+        started.url
+    );
     Ok((started.url.clone(), Some(started)))
 }
 
