@@ -1,0 +1,135 @@
+//! Mapping driver and pool errors to psm's [`ErrorKind`]s.
+//!
+//! Messages name the operation only; the driver error is kept as the source (it never holds the
+//! password) and the SQLSTATE, when there is one, as the `sqlstate` detail.
+
+use deadpool_postgres::{PoolError, TimeoutType};
+use psm_core::{Error, ErrorKind};
+use tokio_postgres::error::SqlState;
+
+use crate::PROVIDER;
+
+/// Maps a tokio-postgres error raised while running `op`.
+///
+/// - statement timeout or cancel (57014) → `OperationTimeout`;
+/// - a closed connection, an I/O error, SQLSTATE class 08 or an administrator shutdown (57P0x) →
+///   `ProviderConnection`;
+/// - a unique violation (23505) → `Concurrency` (callers turn it into their domain kind);
+/// - a serialization failure or deadlock (40001, 40P01) → `Concurrency`;
+/// - anything else → `Provider`.
+pub(crate) fn pg_error(op: &'static str, e: tokio_postgres::Error) -> Error {
+    let (kind, what) = classify(&e);
+    let mut err = Error::new(kind, format!("postgres {op} failed: {what}"))
+        .with_detail("provider", PROVIDER)
+        .with_detail("operation", op);
+    if let Some(code) = e.code() {
+        err = err.with_detail("sqlstate", code.code());
+    }
+    err.with_source(e)
+}
+
+/// Whether `e` is a unique violation (SQLSTATE 23505), and on which constraint.
+pub(crate) fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
+    let db = e.as_db_error()?;
+    (db.code() == &SqlState::UNIQUE_VIOLATION).then(|| db.constraint().unwrap_or(""))
+}
+
+fn classify(e: &tokio_postgres::Error) -> (ErrorKind, &'static str) {
+    if let Some(code) = e.code() {
+        let c = code.code();
+        return if code == &SqlState::QUERY_CANCELED {
+            (ErrorKind::OperationTimeout, "statement timed out")
+        } else if c.starts_with("08") || c.starts_with("57P") || c == "53300" {
+            (ErrorKind::ProviderConnection, "connection lost")
+        } else if code == &SqlState::UNIQUE_VIOLATION {
+            (ErrorKind::Concurrency, "unique violation")
+        } else if code == &SqlState::T_R_SERIALIZATION_FAILURE
+            || code == &SqlState::T_R_DEADLOCK_DETECTED
+        {
+            (ErrorKind::Concurrency, "transaction conflict")
+        } else {
+            (ErrorKind::Provider, "server error")
+        };
+    }
+    if e.is_closed() || has_io_source(e) {
+        return (ErrorKind::ProviderConnection, "connection lost");
+    }
+    let text = e.to_string();
+    if text.contains("timeout") || text.contains("timed out") {
+        return (ErrorKind::ProviderConnection, "connection timed out");
+    }
+    if text.starts_with("error connecting") || text.contains("connect") {
+        return (ErrorKind::ProviderConnection, "cannot connect");
+    }
+    (ErrorKind::Provider, "driver error")
+}
+
+fn has_io_source(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Maps a pool error: waiting too long for a free connection is `OperationTimeout`; failing to
+/// create or recycle one is `ProviderConnection`; a closed pool is `ProviderNotInitialized`.
+pub(crate) fn pool_error(e: PoolError) -> Error {
+    let err = match e {
+        PoolError::Timeout(TimeoutType::Wait) => Error::new(
+            ErrorKind::OperationTimeout,
+            "timed out waiting for a free postgres connection (wait_timeout)",
+        ),
+        PoolError::Timeout(TimeoutType::Create) => Error::new(
+            ErrorKind::ProviderConnection,
+            "timed out connecting to postgres (connect_timeout)",
+        ),
+        PoolError::Timeout(TimeoutType::Recycle) => Error::new(
+            ErrorKind::ProviderConnection,
+            "timed out checking a pooled postgres connection",
+        ),
+        PoolError::Backend(e) => {
+            let mut err = pg_error("connect", e);
+            if err.kind() == ErrorKind::Provider {
+                // Authentication and startup failures: the server answered but refused us.
+                err = Error::new(
+                    ErrorKind::ProviderConnection,
+                    "postgres refused the connection",
+                )
+                .with_source(err);
+            }
+            return err.with_detail("provider", PROVIDER);
+        }
+        PoolError::Closed => Error::new(
+            ErrorKind::ProviderNotInitialized,
+            "postgres storage is closed; call initialize",
+        ),
+        PoolError::NoRuntimeSpecified => {
+            Error::configuration("postgres pool has no async runtime configured")
+        }
+        PoolError::PostCreateHook(_) => Error::provider("postgres connection setup failed"),
+    };
+    err.with_detail("provider", PROVIDER)
+}
+
+/// The error of a call made before `initialize` or after `close`.
+pub(crate) fn not_initialized() -> Error {
+    Error::new(
+        ErrorKind::ProviderNotInitialized,
+        "postgres storage is not initialized; call initialize",
+    )
+    .with_detail("provider", PROVIDER)
+}
+
+/// A value read back from the database that violates a domain rule (a damaged or foreign row).
+pub(crate) fn corrupt(what: &'static str, e: Error) -> Error {
+    Error::new(
+        ErrorKind::Serialization,
+        format!("postgres returned an invalid {what}"),
+    )
+    .with_detail("provider", PROVIDER)
+    .with_source(e)
+}

@@ -1,0 +1,178 @@
+//! [`SqlValue`]: owned, hashable parameters (what cached queries take), bound to the types the
+//! server inferred for the prepared statement.
+
+use psm_core::{Error, Result, Timestamp};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_postgres::types::{ToSql, Type};
+
+/// A query parameter as an owned value. Cached queries take these (their cache key is derived
+/// from the exact values); every other call also accepts any `ToSql` value.
+///
+/// Binding follows the prepared statement's parameter types: an `Int` binds to `int2`, `int4`
+/// (range-checked), `int8`, `float4`/`float8` or `numeric`-free columns as needed; a `Text` binds
+/// to any text-like type.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SqlValue {
+    /// SQL `NULL` (binds to any type).
+    Null,
+    /// `boolean`.
+    Bool(bool),
+    /// `int2`, `int4`, `int8` (range-checked), or `float4`/`float8`.
+    Int(i64),
+    /// `float4` or `float8`.
+    Float(f64),
+    /// `text`, `varchar`, `char`, `name`.
+    Text(String),
+    /// `json` or `jsonb`.
+    Json(Value),
+    /// `timestamptz`.
+    Timestamp(Timestamp),
+    /// `text[]` and friends.
+    TextArray(Vec<String>),
+    /// `bytea`.
+    Bytes(Vec<u8>),
+}
+
+impl From<&str> for SqlValue {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(s: String) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<i32> for SqlValue {
+    fn from(v: i32) -> Self {
+        Self::Int(i64::from(v))
+    }
+}
+
+impl From<bool> for SqlValue {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+
+impl From<f64> for SqlValue {
+    fn from(v: f64) -> Self {
+        Self::Float(v)
+    }
+}
+
+impl From<Value> for SqlValue {
+    fn from(v: Value) -> Self {
+        Self::Json(v)
+    }
+}
+
+impl From<Timestamp> for SqlValue {
+    fn from(v: Timestamp) -> Self {
+        Self::Timestamp(v)
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+/// A bound parameter.
+pub(crate) type Bound = Box<dyn ToSql + Sync + Send>;
+
+impl SqlValue {
+    /// Converts to a driver value of type `ty`, or a `Validation` error naming parameter `index`
+    /// (1-based).
+    pub(crate) fn bind(&self, ty: &Type, index: usize) -> Result<Bound> {
+        let mismatch = || {
+            Error::validation("query parameter does not fit the column type")
+                .with_detail("param", index)
+                .with_detail("type", ty.name())
+        };
+        let range = || {
+            Error::validation("query parameter is out of range for its type")
+                .with_detail("param", index)
+                .with_detail("type", ty.name())
+        };
+        let bound: Bound = match self {
+            Self::Null => Box::new(Option::<String>::None),
+            Self::Bool(b) => Box::new(*b),
+            Self::Int(i) => match *ty {
+                Type::INT2 => Box::new(i16::try_from(*i).map_err(|_| range())?),
+                Type::INT4 => Box::new(i32::try_from(*i).map_err(|_| range())?),
+                Type::OID => Box::new(u32::try_from(*i).map_err(|_| range())?),
+                Type::FLOAT4 => Box::new(*i as f32),
+                Type::FLOAT8 => Box::new(*i as f64),
+                _ => Box::new(*i),
+            },
+            Self::Float(f) => match *ty {
+                Type::FLOAT4 => Box::new(*f as f32),
+                _ => Box::new(*f),
+            },
+            Self::Text(s) => Box::new(s.clone()),
+            Self::Json(v) => Box::new(v.clone()),
+            Self::Timestamp(t) => Box::new(t.to_offset_date_time()),
+            Self::TextArray(v) => Box::new(v.clone()),
+            Self::Bytes(b) => Box::new(b.clone()),
+        };
+        if matches!(self, Self::Null) || accepts(self, ty) {
+            Ok(bound)
+        } else {
+            Err(mismatch())
+        }
+    }
+
+    /// Appends a canonical, unambiguous encoding of the value (the cache key material).
+    pub(crate) fn encode_key(&self, out: &mut Vec<u8>) {
+        fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
+            out.push(tag);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        match self {
+            Self::Null => out.push(0),
+            Self::Bool(b) => bytes(out, 1, &[u8::from(*b)]),
+            Self::Int(i) => bytes(out, 2, &i.to_le_bytes()),
+            Self::Float(f) => bytes(out, 3, &f.to_bits().to_le_bytes()),
+            Self::Text(s) => bytes(out, 4, s.as_bytes()),
+            Self::Json(v) => bytes(out, 5, v.to_string().as_bytes()),
+            Self::Timestamp(t) => bytes(out, 6, &t.as_unix_micros().to_le_bytes()),
+            Self::TextArray(v) => {
+                bytes(out, 7, &(v.len() as u64).to_le_bytes());
+                for s in v {
+                    bytes(out, 4, s.as_bytes());
+                }
+            }
+            Self::Bytes(b) => bytes(out, 8, b),
+        }
+    }
+}
+
+fn accepts(v: &SqlValue, ty: &Type) -> bool {
+    match v {
+        SqlValue::Null => true,
+        SqlValue::Bool(_) => <bool as ToSql>::accepts(ty),
+        SqlValue::Int(_) => matches!(
+            *ty,
+            Type::INT2 | Type::INT4 | Type::INT8 | Type::OID | Type::FLOAT4 | Type::FLOAT8
+        ),
+        SqlValue::Float(_) => matches!(*ty, Type::FLOAT4 | Type::FLOAT8),
+        SqlValue::Text(_) => <String as ToSql>::accepts(ty),
+        SqlValue::Json(_) => <Value as ToSql>::accepts(ty),
+        SqlValue::Timestamp(_) => <OffsetDateTime as ToSql>::accepts(ty),
+        SqlValue::TextArray(_) => <Vec<String> as ToSql>::accepts(ty),
+        SqlValue::Bytes(_) => <Vec<u8> as ToSql>::accepts(ty),
+    }
+}

@@ -1,0 +1,330 @@
+//! [`PostgresUserStore`]: the `UserStore` port on the `users` table, with an optional cache of
+//! lookups by email.
+
+use std::fmt;
+
+use psm_core::{
+    CacheKey, CacheTag, DynCache, Email, Error, ErrorKind, NewUser, PasswordHash, Permission,
+    Result, Ttl, User, UserId, UserStore, UserUpdate, Username, async_trait, dedup_permissions,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio_postgres::{Row, types::ToSql};
+
+use crate::{
+    PROVIDER, PostgresStorage,
+    error::{corrupt, pg_error, unique_violation},
+    storage::{from_pg, to_pg},
+};
+
+/// Users in PostgreSQL (`<schema>.users`): unique lowercased email and username (psm lowercases,
+/// the same rule in every provider), the PHC password hash, created/updated times from the clock.
+///
+/// With [`with_cache`](Self::with_cache), `get_user_by_email` is served from a
+/// [`Cache`](psm_core::Cache) and the entry is dropped (by the tag `<namespace>:user:<id>`) when the
+/// user is updated or deleted through this store.
+///
+/// # Clone
+/// Cloning is cheap and shares the pool and the cache.
+#[derive(Clone)]
+pub struct PostgresUserStore {
+    storage: PostgresStorage,
+    cache: Option<UserCache>,
+}
+
+#[derive(Clone)]
+struct UserCache {
+    cache: DynCache,
+    ttl: Ttl,
+    namespace: String,
+}
+
+impl PostgresUserStore {
+    pub(crate) fn from_storage(storage: PostgresStorage) -> Self {
+        Self {
+            storage,
+            cache: None,
+        }
+    }
+
+    /// Caches `get_user_by_email` results in `cache` for `ttl`, under keys and tags prefixed
+    /// `psm:pg:<schema>`. Misses are not cached.
+    #[must_use]
+    pub fn with_cache(mut self, cache: DynCache, ttl: Ttl) -> Self {
+        let namespace = format!("psm:pg:{}", self.storage.schema());
+        self.cache = Some(UserCache {
+            cache,
+            ttl,
+            namespace,
+        });
+        self
+    }
+
+    /// The storage this store runs on.
+    pub fn storage(&self) -> &PostgresStorage {
+        &self.storage
+    }
+
+    /// Runs a prepared, cached statement returning at most one row. A unique violation comes back
+    /// as `UserExists`.
+    async fn one(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        let client = self.storage.client().await?;
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| pg_error(op, e))?;
+        client.query_opt(&stmt, params).await.map_err(|e| {
+            match unique_violation(&e).map(field_of) {
+                Some(field) => Error::new(
+                    ErrorKind::UserExists,
+                    format!("a user with this {field} already exists"),
+                )
+                .with_detail("field", field),
+                None => pg_error(op, e),
+            }
+        })
+    }
+
+    fn email_key(&self, c: &UserCache, email: &Email) -> Option<CacheKey> {
+        CacheKey::parse(&format!(
+            "{}:user_email:{}",
+            c.namespace,
+            email.normalized()
+        ))
+        .ok()
+    }
+
+    fn user_tag(c: &UserCache, id: &UserId) -> Option<CacheTag> {
+        CacheTag::parse(&format!("{}:user:{}", c.namespace, id.as_str())).ok()
+    }
+
+    async fn invalidate(&self, id: &UserId) {
+        let Some(c) = &self.cache else { return };
+        let Some(tag) = Self::user_tag(c, id) else {
+            return;
+        };
+        if let Err(e) = c.cache.delete_tag(&tag).await {
+            tracing::warn!(error = %e, "postgres user cache invalidation failed");
+        }
+    }
+
+    async fn lookup_email(&self, email: &Email) -> Result<Option<User>> {
+        let row = self
+            .one(
+                "get user by email",
+                &self.storage.sql().user_by_email,
+                &[&email.normalized()],
+            )
+            .await?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+}
+
+/// The field a unique constraint protects.
+fn field_of(constraint: &str) -> &'static str {
+    if constraint.contains("email") {
+        "email"
+    } else if constraint.contains("username") {
+        "username"
+    } else {
+        "id"
+    }
+}
+
+fn user_from_row(r: &Row) -> Result<User> {
+    let pe = |e| pg_error("read user", e);
+    let id: &str = r.try_get(0).map_err(pe)?;
+    let username: &str = r.try_get(1).map_err(pe)?;
+    let email: &str = r.try_get(2).map_err(pe)?;
+    let hash: &str = r.try_get(3).map_err(pe)?;
+    let perms: Vec<&str> = r.try_get(4).map_err(pe)?;
+    let created: OffsetDateTime = r.try_get(5).map_err(pe)?;
+    let updated: OffsetDateTime = r.try_get(6).map_err(pe)?;
+    Ok(User {
+        id: UserId::parse(id).map_err(|e| corrupt("user id", e))?,
+        username: Username::parse(username).map_err(|e| corrupt("username", e))?,
+        email: Email::parse(email).map_err(|e| corrupt("email", e))?,
+        password_hash: PasswordHash::new(hash).map_err(|e| corrupt("password hash", e))?,
+        permissions: perms
+            .into_iter()
+            .map(Permission::parse)
+            .collect::<Result<_>>()
+            .map_err(|e| corrupt("permission", e))?,
+        created_at: from_pg(created),
+        updated_at: from_pg(updated),
+    })
+}
+
+/// The cached form of a user.
+#[derive(Serialize, Deserialize)]
+struct CachedUser {
+    id: String,
+    username: String,
+    email: String,
+    password_hash: String,
+    permissions: Vec<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl CachedUser {
+    fn from_user(u: &User) -> Self {
+        Self {
+            id: u.id.as_str().to_owned(),
+            username: u.username.as_str().to_owned(),
+            email: u.email.as_str().to_owned(),
+            password_hash: u.password_hash.as_str().to_owned(),
+            permissions: u
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+            created_at: u.created_at.as_unix_micros(),
+            updated_at: u.updated_at.as_unix_micros(),
+        }
+    }
+
+    fn into_user(self) -> Result<User> {
+        Ok(User {
+            id: UserId::parse(&self.id)?,
+            username: Username::parse(&self.username)?,
+            email: Email::parse(&self.email)?,
+            password_hash: PasswordHash::new(&self.password_hash)?,
+            permissions: self
+                .permissions
+                .iter()
+                .map(|p| Permission::parse(p))
+                .collect::<Result<_>>()?,
+            created_at: psm_core::Timestamp::from_unix_micros(self.created_at),
+            updated_at: psm_core::Timestamp::from_unix_micros(self.updated_at),
+        })
+    }
+}
+
+#[async_trait]
+impl UserStore for PostgresUserStore {
+    fn provider_name(&self) -> &str {
+        PROVIDER
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        let permissions = dedup_permissions(user.permissions);
+        psm_core::check_user_permissions(&permissions)?;
+        let perms: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+        let now = to_pg(self.storage.now());
+        let row = self
+            .one(
+                "create user",
+                &self.storage.sql().user_insert,
+                &[
+                    &user.id.as_str(),
+                    &user.username.as_str(),
+                    &user.username.normalized(),
+                    &user.email.as_str(),
+                    &user.email.normalized(),
+                    &user.password_hash.as_str(),
+                    &perms,
+                    &now,
+                ],
+            )
+            .await?;
+        let row = row.ok_or_else(|| Error::provider("postgres insert returned no row"))?;
+        user_from_row(&row)
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>> {
+        let row = self
+            .one("get user", &self.storage.sql().user_get, &[&id.as_str()])
+            .await?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    async fn get_user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        let Some(c) = &self.cache else {
+            return self.lookup_email(email).await;
+        };
+        let key = self.email_key(c, email);
+        if let Some(key) = &key {
+            match c.cache.get(key).await {
+                Ok(Some(bytes)) => {
+                    match serde_json::from_slice::<CachedUser>(&bytes)
+                        .map_err(Error::from)
+                        .and_then(CachedUser::into_user)
+                    {
+                        Ok(user) => return Ok(Some(user)),
+                        Err(e) => tracing::warn!(error = %e, "ignoring an undecodable cached user"),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "postgres user cache read failed"),
+            }
+        }
+        let user = self.lookup_email(email).await?;
+        if let (Some(key), Some(u)) = (&key, &user) {
+            let tags: Vec<CacheTag> = Self::user_tag(c, &u.id).into_iter().collect();
+            let bytes = serde_json::to_vec(&CachedUser::from_user(u))?;
+            if let Err(e) = c.cache.set(key, &bytes, c.ttl, &tags).await {
+                tracing::warn!(error = %e, "postgres user cache write failed");
+            }
+        }
+        Ok(user)
+    }
+
+    async fn update_user(&self, id: &UserId, update: UserUpdate) -> Result<Option<User>> {
+        let permissions = update.permissions.map(dedup_permissions);
+        if let Some(p) = &permissions {
+            psm_core::check_user_permissions(p)?;
+        }
+        let perms: Option<Vec<&str>> = permissions
+            .as_ref()
+            .map(|p| p.iter().map(|p| p.as_str()).collect());
+        let now = to_pg(self.storage.now());
+        let row = self
+            .one(
+                "update user",
+                &self.storage.sql().user_update,
+                &[
+                    &id.as_str(),
+                    &update.username.as_ref().map(Username::as_str),
+                    &update.username.as_ref().map(Username::normalized),
+                    &update.email.as_ref().map(Email::as_str),
+                    &update.email.as_ref().map(Email::normalized),
+                    &update.password_hash.as_ref().map(PasswordHash::as_str),
+                    &perms,
+                    &now,
+                ],
+            )
+            .await?;
+        self.invalidate(id).await;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    async fn delete_user(&self, id: &UserId) -> Result<bool> {
+        let client = self.storage.client().await?;
+        let stmt = client
+            .prepare_cached(&self.storage.sql().user_delete)
+            .await
+            .map_err(|e| pg_error("delete user", e))?;
+        let n = client
+            .execute(&stmt, &[&id.as_str()])
+            .await
+            .map_err(|e| pg_error("delete user", e))?;
+        drop(client);
+        self.invalidate(id).await;
+        Ok(n > 0)
+    }
+}
+
+impl fmt::Debug for PostgresUserStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresUserStore")
+            .field("schema", &self.storage.schema())
+            .field("cached", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}

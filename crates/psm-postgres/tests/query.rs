@@ -1,0 +1,406 @@
+//! The query layer against PostgreSQL: typed and JSON rows, execute counts, transactions,
+//! validation, and result caching with TTL and tag invalidation; the cached user lookup.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::cache::TestCache;
+use psm_core::{
+    CacheTag, Email, ErrorKind, NewUser, PasswordHash, Permission, Ttl, UserId, UserStore,
+    UserUpdate, Username,
+};
+use psm_postgres::{CacheOptions, Database, SqlValue};
+use serde_json::json;
+
+async fn db_with_table() -> (psm_postgres::PostgresStorage, Database) {
+    let (storage, _) = common::storage().await;
+    let db = storage.database();
+    db.execute(
+        "CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL, score float8, tags text[], \
+         doc jsonb, at timestamptz, small int2)",
+        &[],
+    )
+    .await
+    .unwrap();
+    for (id, name) in [(1_i64, "one"), (2, "two"), (3, "three")] {
+        db.execute(
+            "INSERT INTO items (id, name, score, tags, doc, at, small) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &id,
+                &name,
+                &(id as f64 / 2.0),
+                &vec![name.to_owned(), "x".to_owned()],
+                &json!({ "n": id }),
+                &psm_core::Timestamp::from_unix_secs(1_704_067_200 + id).to_offset_date_time(),
+                &(id as i16),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    (storage, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_rows_json_objects_and_fetch_one() {
+    let (_s, db) = db_with_table().await;
+    let rows = db
+        .fetch(
+            "SELECT id, name FROM items WHERE id >= $1 ORDER BY id",
+            &[&2_i64],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(2, "two".to_owned()), (3, "three".to_owned())]);
+
+    let objs = db
+        .fetch_json("SELECT * FROM items WHERE id = $1", &[&1_i64])
+        .await
+        .unwrap();
+    assert_eq!(objs.len(), 1);
+    assert_eq!(
+        serde_json::Value::Object(objs[0].clone()),
+        json!({
+            "id": 1, "name": "one", "score": 0.5, "tags": ["one", "x"], "doc": { "n": 1 },
+            "at": "2024-01-01T00:00:01.000000Z", "small": 1,
+        })
+    );
+    let null = db
+        .fetch_one_json("SELECT NULL::text AS t, 1 AS one", &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(null["t"], serde_json::Value::Null);
+
+    assert!(
+        db.fetch_one("SELECT id FROM items WHERE id = $1", &[&99_i64])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let one = db
+        .fetch_one("SELECT name FROM items WHERE id = $1", &[&3_i64])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.get::<_, String>(0), "three");
+
+    let e = db
+        .fetch_json("SELECT 1.5::numeric AS n", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Serialization);
+    assert_eq!(e.detail("column"), Some("n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_counts_rows() {
+    let (_s, db) = db_with_table().await;
+    assert_eq!(
+        db.execute("UPDATE items SET score = 0 WHERE id <= $1", &[&2_i64])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        db.execute("DELETE FROM items WHERE id = $1", &[&42_i64])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_and_roll_back() {
+    let (_s, db) = db_with_table().await;
+    let n = db
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.execute("UPDATE items SET name = 'uno' WHERE id = $1", &[&1_i64])
+                    .await?;
+                tx.execute("DELETE FROM items WHERE id = $1", &[&2_i64])
+                    .await
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let names: Vec<String> = db
+        .fetch("SELECT name FROM items ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["uno", "three"]);
+
+    let e = db
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.execute("UPDATE items SET name = 'changed' WHERE id = $1", &[&1_i64])
+                    .await?;
+                // Fails: duplicate primary key; everything must roll back.
+                tx.execute("INSERT INTO items (id, name) VALUES ($1, 'dup')", &[&3_i64])
+                    .await
+            })
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(e.kind(), ErrorKind::Validation);
+    let name: String = db
+        .fetch_one("SELECT name FROM items WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "uno", "the failed transaction must roll back");
+
+    // An explicit transaction dropped unfinished leaves nothing behind.
+    let tx = db.begin().await.unwrap();
+    tx.execute("DELETE FROM items", &[]).await.unwrap();
+    drop(tx);
+    let count: i64 = db
+        .fetch_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+    let tx = db.begin().await.unwrap();
+    tx.execute("DELETE FROM items WHERE id = 3", &[])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        db.fetch("SELECT id FROM items", &[]).await.unwrap().len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_fail_validation_before_io() {
+    let (storage, db) = db_with_table().await;
+    let e = db
+        .fetch("SELECT 1; DROP TABLE items", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Validation);
+    assert!(e.message().contains("more than one statement"), "{e}");
+    let e = db.execute("", &[]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Validation);
+
+    let big = format!("SELECT '{}'", "x".repeat(70_000));
+    let e = db.fetch(&big, &[]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Validation);
+    assert!(e.detail("max_bytes").is_some());
+
+    let many: Vec<i64> = (0..1001).collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = many
+        .iter()
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let e = db.fetch("SELECT 1", &refs).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Validation);
+    assert_eq!(e.detail("max_params"), Some("1000"));
+
+    let e = db
+        .fetch(
+            "SELECT name FROM items WHERE id = $1 AND name = $2",
+            &[&1_i64],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Validation);
+    assert_eq!(e.detail("expected"), Some("2"));
+    assert_eq!(e.detail("given"), Some("1"));
+
+    let e = db.fetch("SELEC 1", &[]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Validation);
+    assert_eq!(e.detail("sqlstate"), Some("42601"));
+
+    let e = db
+        .fetch_json_values(
+            "SELECT name FROM items WHERE small = $1",
+            &[SqlValue::Int(100_000)],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Validation);
+    // The table survived every attempt.
+    assert_eq!(
+        db.fetch("SELECT id FROM items", &[]).await.unwrap().len(),
+        3
+    );
+    drop(storage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_fetch_is_served_from_the_cache_until_invalidated() {
+    let (_s, db) = db_with_table().await;
+    let cache = Arc::new(TestCache::default());
+    let db = db.with_cache(cache.clone(), Ttl::from_secs(60).unwrap());
+    let tag = CacheTag::parse("items").unwrap();
+    let opts = CacheOptions::default().tag(tag.clone());
+    let sql = "SELECT name FROM items WHERE id = $1";
+    let first = db
+        .fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(first[0]["name"], "one");
+    assert_eq!(cache.hits(), 0);
+
+    // Change the row behind the cache's back: the cached value keeps being served.
+    db.execute("UPDATE items SET name = 'changed' WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let second = db
+        .fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(second[0]["name"], "one", "a hit must come from the cache");
+    assert_eq!(cache.hits(), 1);
+
+    // Other parameters are another key.
+    let other = db
+        .fetch_json_cached(sql, &[SqlValue::Int(2)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(other[0]["name"], "two");
+
+    // An execute naming the tag drops the cached results.
+    db.execute_invalidating(
+        "UPDATE items SET name = 'again' WHERE id = $1",
+        &[&1_i64],
+        &[tag],
+    )
+    .await
+    .unwrap();
+    let third = db
+        .fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(third[0]["name"], "again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_fetch_expires_after_its_ttl() {
+    let (_s, db) = db_with_table().await;
+    let cache = Arc::new(TestCache::default());
+    let db = db.with_cache(cache.clone(), Ttl::from_secs(3600).unwrap());
+    let opts = CacheOptions::ttl(Ttl::from_secs(1).unwrap());
+    let sql = "SELECT name FROM items WHERE id = $1";
+    db.fetch_json_cached(sql, &[SqlValue::Int(3)], &opts)
+        .await
+        .unwrap();
+    db.execute("UPDATE items SET name = 'later' WHERE id = 3", &[])
+        .await
+        .unwrap();
+    let hit = db
+        .fetch_json_cached(sql, &[SqlValue::Int(3)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(hit[0]["name"], "three");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = db
+        .fetch_json_cached(sql, &[SqlValue::Int(3)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh[0]["name"], "later",
+        "an expired entry must be read again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_fetch_without_a_cache_reads_the_database() {
+    let (_s, db) = db_with_table().await;
+    let sql = "SELECT name FROM items WHERE id = $1";
+    let opts = CacheOptions::default();
+    db.fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
+        .await
+        .unwrap();
+    db.execute("UPDATE items SET name = 'direct' WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let rows = db
+        .fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
+        .await
+        .unwrap();
+    assert_eq!(rows[0]["name"], "direct");
+}
+
+fn new_user(id: &str, email: &str, name: &str) -> NewUser {
+    NewUser {
+        id: UserId::parse(id).unwrap(),
+        username: Username::parse(name).unwrap(),
+        email: Email::parse(email).unwrap(),
+        password_hash: PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").unwrap(),
+        permissions: vec![Permission::parse("read").unwrap()],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_user_lookup_is_invalidated_on_update_and_delete() {
+    let (storage, _) = common::storage().await;
+    let cache = Arc::new(TestCache::default());
+    let users = storage
+        .users()
+        .with_cache(cache.clone(), Ttl::from_secs(60).unwrap());
+    users
+        .create_user(new_user("u1", "Alice@Example.com", "alice"))
+        .await
+        .unwrap();
+    let email = Email::parse("alice@example.COM").unwrap();
+    let a = users.get_user_by_email(&email).await.unwrap().unwrap();
+    let b = users.get_user_by_email(&email).await.unwrap().unwrap();
+    assert_eq!(a, b);
+    assert_eq!(cache.hits(), 1, "the second lookup must be a cache hit");
+
+    // A change made behind the store's back stays invisible while cached …
+    storage
+        .database()
+        .execute("UPDATE users SET username = 'sneaky' WHERE id = 'u1'", &[])
+        .await
+        .unwrap();
+    let c = users.get_user_by_email(&email).await.unwrap().unwrap();
+    assert_eq!(c.username.as_str(), "alice");
+
+    // … and an update through the store drops the entry.
+    let update = UserUpdate {
+        permissions: Some(vec![Permission::parse("write").unwrap()]),
+        ..UserUpdate::default()
+    };
+    users
+        .update_user(&UserId::parse("u1").unwrap(), update)
+        .await
+        .unwrap();
+    let d = users.get_user_by_email(&email).await.unwrap().unwrap();
+    assert_eq!(d.username.as_str(), "sneaky");
+    assert_eq!(d.permissions, vec![Permission::parse("write").unwrap()]);
+
+    // An email change: the old address finds nobody, even though it was cached.
+    let update = UserUpdate {
+        email: Some(Email::parse("new@example.com").unwrap()),
+        ..UserUpdate::default()
+    };
+    users
+        .update_user(&UserId::parse("u1").unwrap(), update)
+        .await
+        .unwrap();
+    assert!(users.get_user_by_email(&email).await.unwrap().is_none());
+    let new = Email::parse("NEW@example.com").unwrap();
+    assert!(users.get_user_by_email(&new).await.unwrap().is_some());
+
+    // Delete drops the entry.
+    assert!(
+        users
+            .delete_user(&UserId::parse("u1").unwrap())
+            .await
+            .unwrap()
+    );
+    assert!(users.get_user_by_email(&new).await.unwrap().is_none());
+}
