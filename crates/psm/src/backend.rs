@@ -1,6 +1,6 @@
 //! The store a manager drives, with a direct handle on the in-process store for the hot path.
 
-#[cfg(any(feature = "memory", feature = "file"))]
+#[cfg(any(feature = "memory", feature = "file", feature = "redis", feature = "postgres"))]
 use std::any::Any;
 use std::sync::Arc;
 
@@ -9,6 +9,10 @@ use psm_core::{DynPermissionStore, PermissionStore};
 use psm_file::FileStore;
 #[cfg(feature = "memory")]
 use psm_memory::MemoryStore;
+#[cfg(feature = "postgres")]
+use psm_postgres::PostgresStore;
+#[cfg(feature = "redis")]
+use psm_redis::RedisStore;
 
 /// A store as the manager holds it.
 ///
@@ -23,6 +27,12 @@ pub(crate) struct Backend {
     /// The durable embedded store, whose reads are served from memory without a future.
     #[cfg(feature = "file")]
     pub(crate) file: Option<FileStore>,
+    /// The Redis store, kept for its extras (connection info, flush).
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<RedisStore>,
+    /// The PostgreSQL store, kept for its extras (pool status, the query layer).
+    #[cfg(feature = "postgres")]
+    pub(crate) postgres: Option<PostgresStore>,
 }
 
 impl Backend {
@@ -34,6 +44,28 @@ impl Backend {
             memory: None,
             #[cfg(feature = "file")]
             file: None,
+            #[cfg(feature = "redis")]
+            redis: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
+        }
+    }
+
+    /// The Redis store, reached through the port and kept for its extras.
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_redis(store: RedisStore) -> Self {
+        Self {
+            redis: Some(store.clone()),
+            ..Self::from_dyn(Arc::new(store))
+        }
+    }
+
+    /// The PostgreSQL store, reached through the port and kept for its extras.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn from_postgres(store: PostgresStore) -> Self {
+        Self {
+            postgres: Some(store.clone()),
+            ..Self::from_dyn(Arc::new(store))
         }
     }
 
@@ -65,6 +97,14 @@ impl Backend {
         #[cfg(feature = "file")]
         if let Some(file) = (&store as &dyn Any).downcast_ref::<FileStore>() {
             return Self::from_file(file.clone());
+        }
+        #[cfg(feature = "redis")]
+        if let Some(redis) = (&store as &dyn Any).downcast_ref::<RedisStore>() {
+            return Self::from_redis(redis.clone());
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(postgres) = (&store as &dyn Any).downcast_ref::<PostgresStore>() {
+            return Self::from_postgres(postgres.clone());
         }
         Self::from_dyn(Arc::new(store))
     }

@@ -38,6 +38,18 @@ pub use psm_memory as memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use psm_file as file;
 
+/// Redis, standalone or Cluster (`redis://`, `rediss://`): [`redis::RedisStorage`] and the
+/// stores it hands out, [`redis::RedisConfig`].
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use psm_redis as redis;
+
+/// PostgreSQL (`postgres://`): [`postgres::PostgresStorage`], its stores, migrations and the query
+/// layer [`postgres::Database`].
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use psm_postgres as postgres;
+
 /// The token service (`psm-jwt`): keys, token settings, access and refresh pairs.
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]

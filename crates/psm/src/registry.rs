@@ -59,6 +59,10 @@ enum Entry {
     Memory,
     #[cfg(feature = "file")]
     File,
+    #[cfg(feature = "redis")]
+    Redis,
+    #[cfg(feature = "postgres")]
+    Postgres,
     Custom(Arc<dyn ProviderFactory>),
 }
 
@@ -69,6 +73,10 @@ fn builtin_providers() -> Vec<(&'static str, Entry)> {
         ("memory", Entry::Memory),
         #[cfg(feature = "file")]
         ("file", Entry::File),
+        #[cfg(feature = "redis")]
+        ("redis", Entry::Redis),
+        #[cfg(feature = "postgres")]
+        ("postgres", Entry::Postgres),
     ]
 }
 
@@ -158,6 +166,15 @@ impl ProviderRegistry {
                 }
                 Err(e) => Err(e),
             },
+            // Neither connects here: `initialize` does, so `auto_initialize(false)` means no I/O.
+            #[cfg(feature = "redis")]
+            Entry::Redis => psm_redis::RedisConfig::from_json(config)
+                .and_then(psm_redis::RedisStore::new)
+                .map(Backend::from_redis),
+            #[cfg(feature = "postgres")]
+            Entry::Postgres => psm_postgres::PostgresConfig::from_json(config)
+                .and_then(|config| psm_postgres::PostgresStorage::with_clock(config, clock))
+                .map(|storage| Backend::from_postgres(storage.sessions())),
             Entry::Custom(factory) => factory.create(config, clock).await.map(Backend::from_dyn),
         };
         created.map_err(|e| e.with_detail("provider", name))
@@ -201,6 +218,8 @@ fn feature_enabled(feature: &str) -> bool {
     // One clause per adapter feature, like `builtin_providers`.
     (feature == "memory" && cfg!(feature = "memory"))
         || (feature == "file" && cfg!(feature = "file"))
+        || (feature == "redis" && cfg!(feature = "redis"))
+        || (feature == "postgres" && cfg!(feature = "postgres"))
 }
 
 /// The provider and Cargo feature of psm's built-in provider names (enabled in this build or not),

@@ -190,6 +190,22 @@ impl PermissionStorageManager {
         self.shared.backend.file.as_ref()
     }
 
+    /// The Redis store, for its extras (`get_connection_info`, `flush_all_sessions`, client-cache
+    /// statistics); `None` for other providers.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(&self) -> Option<&psm_redis::RedisStore> {
+        self.shared.backend.redis.as_ref()
+    }
+
+    /// The PostgreSQL store, for its extras (pool status, the storage and its query layer); `None`
+    /// for other providers.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn postgres(&self) -> Option<&psm_postgres::PostgresStore> {
+        self.shared.backend.postgres.as_ref()
+    }
+
     /// Prepares the provider; calls made before fail with [`ErrorKind::ProviderNotInitialized`].
     /// Calling it again is harmless. The builder calls it unless `auto_initialize(false)`.
     ///

@@ -1,5 +1,6 @@
 //! `AuthService` end to end: accounts, logins, sessions, tokens and their attacks, on the embedded
-//! default (memory stores, and file stores with the `file` feature).
+//! default (memory stores, and file stores with the `file` feature); `auth_servers` runs the same
+//! flow on Redis and PostgreSQL.
 #![cfg(feature = "jwt")]
 
 use std::{
@@ -25,7 +26,7 @@ use crate::support::expect_kind;
 const PASSWORD: &str = "correct horse battery staple";
 const EMAIL: &str = "Alice@Example.com";
 
-fn keys() -> KeySet {
+pub(crate) fn keys() -> KeySet {
     KeySet::new(SigningKey::hmac("k1", Algorithm::HS256, &[42u8; 32]).unwrap()).unwrap()
 }
 
@@ -38,7 +39,7 @@ const CHEAP_ARGON2: Argon2Params = Argon2Params {
 };
 
 /// The defaults with argon2 cheap enough for a fast suite (never do this in production).
-fn cheap_config() -> AuthConfig {
+pub(crate) fn cheap_config() -> AuthConfig {
     let mut c = AuthConfig::default();
     c.argon2 = CHEAP_ARGON2;
     c
@@ -90,7 +91,7 @@ async fn login(auth: &AuthService) -> LoginOutcome {
 }
 
 /// Register, login, verify, refresh with rotation and reuse detection, logout, revoke-all, delete.
-async fn full_flow(auth: &AuthService) {
+pub(crate) async fn full_flow(auth: &AuthService) {
     let user = register(auth, "alice", EMAIL).await.unwrap();
     assert!(user.password_hash.as_str().starts_with("$argon2id$"));
     expect_kind(

@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod auth_servers;
 mod blocking;
 mod file;
 mod lifecycle;
 mod ops;
+mod postgres;
+mod redis;
 mod registry;
 mod support;
 mod ttl;

@@ -158,3 +158,32 @@ impl PermissionStore for Wrapped {
         self.0.invalidate_user_sessions(user).await
     }
 }
+
+/// The Redis server the tests use: `PSM_REDIS_URL`, else the conventional local one (which must
+/// answer: a missing server fails the test).
+#[cfg(feature = "redis")]
+pub(crate) fn redis_url() -> String {
+    std::env::var("PSM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The PostgreSQL server the tests use: `PSM_POSTGRES_URL`, else the conventional local one.
+#[cfg(feature = "postgres")]
+pub(crate) fn postgres_url() -> String {
+    std::env::var("PSM_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A name no other test or run uses: `tag`, the process id and 64 random bits, in lowercase
+/// letters, digits and `_` (valid as a schema name and inside a key prefix).
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn unique_name(tag: &str) -> String {
+    let random = psm::util::generate_session_id("x").unwrap();
+    let hex: String = random
+        .as_str()
+        .bytes()
+        .skip(2)
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{tag}_{}_{hex}", std::process::id())
+}
