@@ -159,18 +159,28 @@ impl PermissionStore for Wrapped {
     }
 }
 
-/// The Redis server the tests use: `PSM_REDIS_URL`, else the conventional local one (which must
-/// answer: a missing server fails the test).
+/// The Redis server the tests use, from `PSM_REDIS_URL` (STYLE rule 20: a missing variable fails
+/// the test; `cargo xtask ci` sets it).
 #[cfg(feature = "redis")]
 pub(crate) fn redis_url() -> String {
-    std::env::var("PSM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    server_url("PSM_REDIS_URL")
 }
 
-/// The PostgreSQL server the tests use: `PSM_POSTGRES_URL`, else the conventional local one.
+/// The PostgreSQL server the tests use, from `PSM_POSTGRES_URL`.
 #[cfg(feature = "postgres")]
 pub(crate) fn postgres_url() -> String {
-    std::env::var("PSM_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    server_url("PSM_POSTGRES_URL")
+}
+
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn server_url(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "{var} is not set: run the tests through `cargo xtask ci`, or export the servers with \
+             `eval \"$(cargo xtask services env)\"`"
+        ),
+    }
 }
 
 /// A name no other test or run uses: `tag`, the process id and 64 random bits, in lowercase
