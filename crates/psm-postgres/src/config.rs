@@ -7,6 +7,9 @@ use serde_json::{Map, Value};
 
 /// The default schema all tables live in.
 pub const DEFAULT_SCHEMA: &str = "psm";
+/// Added to `statement_timeout` for the client-side bound of one call, so the server's own
+/// timeout (a clean `57014`) normally fires first.
+pub const QUERY_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// The longest accepted timeout or delay, in seconds (one day).
 pub const MAX_DURATION_SECS: f64 = 86_400.0;
 
@@ -124,6 +127,18 @@ pub struct PostgresConfig {
     pub keepalives: bool,
     /// Idle time before the first keepalive probe (default 60 s).
     pub keepalives_idle: Duration,
+    /// Time between unanswered keepalive probes (default 10 s).
+    pub keepalives_interval: Duration,
+    /// Unanswered keepalive probes before the connection is dropped (default 3).
+    pub keepalives_retries: u32,
+    /// Linux `TCP_USER_TIMEOUT`: longest time sent data may stay unacknowledged before the
+    /// connection is dropped (default 30 s; 0 or `null` keeps the system default).
+    pub tcp_user_timeout: Option<Duration>,
+    /// Client-side bound of one call when `statement_timeout` is off (default 60 s; 0 or `null`
+    /// means unbounded). With `statement_timeout` on, each call is bounded by `statement_timeout`
+    /// plus [`QUERY_TIMEOUT_MARGIN`] instead. A call past its bound fails with `OperationTimeout`
+    /// and its connection is discarded (a stalled server cannot hang callers).
+    pub query_timeout: Option<Duration>,
     /// TLS negotiation (default `prefer`).
     pub sslmode: SslMode,
     /// PEM file with the root certificates trusted by `verify-full` (default: the system's roots).
@@ -161,6 +176,10 @@ impl Default for PostgresConfig {
             statement_timeout: Some(Duration::from_secs(30)),
             keepalives: true,
             keepalives_idle: Duration::from_secs(60),
+            keepalives_interval: Duration::from_secs(10),
+            keepalives_retries: 3,
+            tcp_user_timeout: Some(Duration::from_secs(30)),
+            query_timeout: Some(Duration::from_secs(60)),
             sslmode: SslMode::default(),
             sslrootcert: None,
             retry_attempts: 2,
@@ -177,7 +196,8 @@ impl Default for PostgresConfig {
 impl PostgresConfig {
     /// Reads a configuration object. Keys: `url`, `host`, `port`, `user` (or `username`),
     /// `password`, `dbname` (or `database`), `schema`, `pool_size` (or `max_connections`),
-    /// `connect_timeout`, `wait_timeout`, `statement_timeout`, `keepalives`, `keepalives_idle`,
+    /// `connect_timeout`, `wait_timeout`, `statement_timeout`, `query_timeout`, `keepalives`,
+    /// `keepalives_idle`, `keepalives_interval`, `keepalives_retries`, `tcp_user_timeout`,
     /// `sslmode`, `sslrootcert`, `retry_attempts`, `retry_delay`, `retry_max_delay`,
     /// `application_name`, `recycle_check` (`fast` or `verified`), `max_query_bytes`,
     /// `max_query_params`. Durations are seconds (fractions allowed).
@@ -221,6 +241,15 @@ impl PostgresConfig {
         cfg.apply(&url_map(url)?)?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The client-side bound of one call: `statement_timeout` plus [`QUERY_TIMEOUT_MARGIN`], or
+    /// `query_timeout` when `statement_timeout` is off (`None`: unbounded).
+    pub fn call_timeout(&self) -> Option<Duration> {
+        match self.statement_timeout {
+            Some(t) => Some(t.saturating_add(QUERY_TIMEOUT_MARGIN)),
+            None => self.query_timeout,
+        }
     }
 
     /// The database name used: `dbname`, or the role name when unset.
@@ -308,6 +337,17 @@ impl PostgresConfig {
                 }
                 "keepalives" => self.keepalives = boolean(k, value)?,
                 "keepalives_idle" => self.keepalives_idle = positive_duration(k, value)?,
+                "keepalives_interval" => {
+                    self.keepalives_interval = positive_duration(k, value)?;
+                }
+                "keepalives_retries" => {
+                    self.keepalives_retries = u32::try_from(uint(k, value)?)
+                        .ok()
+                        .filter(|n| (1..=1_000).contains(n))
+                        .ok_or_else(|| bad(k, "must be between 1 and 1000"))?;
+                }
+                "tcp_user_timeout" => self.tcp_user_timeout = optional_duration(k, value)?,
+                "query_timeout" => self.query_timeout = optional_duration(k, value)?,
                 "sslmode" | "ssl_mode" => self.sslmode = SslMode::parse(&string(k, value)?)?,
                 "sslrootcert" => {
                     self.sslrootcert = match value {
@@ -440,6 +480,15 @@ fn duration(key: &str, v: &Value) -> Result<Duration> {
         return Err(bad(key, "must be at most 86400 seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration where `0` or `null` means "off".
+fn optional_duration(key: &str, v: &Value) -> Result<Option<Duration>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let d = duration(key, v)?;
+    Ok((!d.is_zero()).then_some(d))
 }
 
 fn positive_duration(key: &str, v: &Value) -> Result<Duration> {

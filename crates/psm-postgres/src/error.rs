@@ -76,7 +76,9 @@ fn has_io_source(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Maps a pool error: waiting too long for a free connection is `OperationTimeout`; failing to
-/// create or recycle one is `ProviderConnection`; a closed pool is `ProviderNotInitialized`.
+/// create or recycle one is `ProviderConnection`, except permanent failures (authentication,
+/// unknown database, rejected TLS certificate), which are `ProviderConfiguration`; a closed pool is
+/// `ProviderNotInitialized`.
 pub(crate) fn pool_error(e: PoolError) -> Error {
     let err = match e {
         PoolError::Timeout(TimeoutType::Wait) => Error::new(
@@ -92,6 +94,17 @@ pub(crate) fn pool_error(e: PoolError) -> Error {
             "timed out checking a pooled postgres connection",
         ),
         PoolError::Backend(e) => {
+            if let Some(what) = permanent_connect_failure(&e) {
+                // Retrying cannot help: wrong credentials, a missing database, an untrusted
+                // certificate. Fix the configuration.
+                let mut err =
+                    Error::configuration(format!("postgres refused the connection: {what}"))
+                        .with_detail("provider", PROVIDER);
+                if let Some(code) = e.code() {
+                    err = err.with_detail("sqlstate", code.code());
+                }
+                return err.with_source(e);
+            }
             let mut err = pg_error("connect", e);
             if err.kind() == ErrorKind::Provider {
                 // Authentication and startup failures: the server answered but refused us.
@@ -113,6 +126,37 @@ pub(crate) fn pool_error(e: PoolError) -> Error {
         PoolError::PostCreateHook(_) => Error::provider("postgres connection setup failed"),
     };
     err.with_detail("provider", PROVIDER)
+}
+
+/// Why a connection attempt can never succeed with this configuration: SQLSTATE class 28
+/// (invalid authorization: bad password, no `pg_hba.conf` entry), 3D000 (no such database), or a
+/// TLS certificate the client rejects. `None` for failures worth retrying.
+fn permanent_connect_failure(e: &tokio_postgres::Error) -> Option<&'static str> {
+    if let Some(code) = e.code() {
+        let c = code.code();
+        if c.starts_with("28") {
+            return Some("authentication failed");
+        }
+        if code == &SqlState::INVALID_CATALOG_NAME {
+            return Some("the database does not exist");
+        }
+        return None;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let rustls_err = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) =
+            rustls_err
+        {
+            return Some("the server's TLS certificate was rejected");
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// The error of a call made before `initialize` or after `close`.

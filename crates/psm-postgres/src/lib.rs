@@ -53,12 +53,14 @@ mod tokens;
 mod users;
 
 pub use config::{
-    DEFAULT_SCHEMA, MAX_DURATION_SECS, PostgresConfig, RecycleCheck, Secret, SslMode,
-    validate_schema,
+    DEFAULT_SCHEMA, MAX_DURATION_SECS, PostgresConfig, QUERY_TIMEOUT_MARGIN, RecycleCheck, Secret,
+    SslMode, validate_schema,
 };
 pub use migrations::{MIGRATION_TABLE, MigrationReport, latest_version};
 pub use pool::PoolStatus;
-pub use query::{CacheOptions, Database, DbTransaction, JsonRow, Params, SqlValue};
+pub use query::{
+    CacheOptions, Database, DbTransaction, JsonRow, Params, STATEMENT_CACHE_LIMIT, SqlValue,
+};
 pub use sessions::PostgresStore;
 pub use storage::PostgresStorage;
 pub use tokens::PostgresTokenStateStore;

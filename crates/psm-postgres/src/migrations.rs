@@ -1,7 +1,6 @@
 //! Embedded, versioned migrations (refinery), run inside the configured schema under an advisory
 //! lock so any number of processes may migrate at once.
 
-use deadpool_postgres::Object;
 use psm_core::{Error, ErrorKind, Result};
 
 use crate::{PROVIDER, error::pg_error, sql::quote_ident};
@@ -41,16 +40,23 @@ pub struct MigrationReport {
 ///    its own transaction, recording them in `<schema>.refinery_schema_history`;
 /// 4. the lock is released and `search_path` reset.
 ///
-/// On any failure the caller must discard the connection (the session-level lock and settings go
-/// with it).
-pub(crate) async fn run(client: &mut Object, schema: &str) -> Result<MigrationReport> {
+/// Fails with `ProviderConfiguration` when the schema's recorded version is newer than
+/// [`latest_version`] (a newer psm migrated it).
+///
+/// The caller runs this on a connection taken out of the pool, so the connection closes on every
+/// exit path (also when the future is cancelled), taking the session-level lock and settings
+/// with it.
+pub(crate) async fn run(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+) -> Result<MigrationReport> {
     let quoted = quote_ident(schema);
     let key = format!("psm-migrate:{schema}");
     client
         .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
         .await
         .map_err(|e| pg_error("migration lock", e))?;
-    let result = migrate_locked(client, &quoted).await;
+    let result = migrate_locked(client, &quoted, schema).await;
     let unlock = client
         .batch_execute("RESET search_path")
         .await
@@ -69,7 +75,11 @@ pub(crate) async fn run(client: &mut Object, schema: &str) -> Result<MigrationRe
     Ok(report)
 }
 
-async fn migrate_locked(client: &mut Object, quoted: &str) -> Result<MigrationReport> {
+async fn migrate_locked(
+    client: &mut tokio_postgres::Client,
+    quoted: &str,
+    schema: &str,
+) -> Result<MigrationReport> {
     client
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted}"
@@ -78,7 +88,7 @@ async fn migrate_locked(client: &mut Object, quoted: &str) -> Result<MigrationRe
         .map_err(|e| pg_error("create schema", e))?;
     let mut runner = embedded::migrations::runner();
     runner.set_migration_table_name(format!("{quoted}.{MIGRATION_TABLE}"));
-    let pg: &mut tokio_postgres::Client = client;
+    let pg = client;
     let report = runner.run_async(pg).await.map_err(|e| {
         Error::new(ErrorKind::Provider, "postgres migration failed")
             .with_detail("provider", PROVIDER)
@@ -98,12 +108,15 @@ async fn migrate_locked(client: &mut Object, quoted: &str) -> Result<MigrationRe
                 .with_source(e)
         })?;
     let version = current.map_or(0, |m| m.version());
-    if version > latest_version() {
-        tracing::warn!(
-            version,
-            known = latest_version(),
-            "postgres schema is newer than this build"
-        );
+    let known = latest_version();
+    if version > known {
+        // A newer psm migrated this schema; this build cannot know what changed.
+        return Err(Error::configuration(format!(
+            "postgres schema `{schema}` is at version {version}, migrated by a newer psm; this build knows versions up to {known}: upgrade psm (or use another schema)"
+        ))
+        .with_detail("provider", PROVIDER)
+        .with_detail("schema_version", version)
+        .with_detail("known_version", known));
     }
     Ok(MigrationReport { applied, version })
 }

@@ -7,7 +7,7 @@ use psm_core::{Error, ErrorKind, Result};
 use tokio_postgres::NoTls;
 
 use crate::{
-    PostgresConfig, RecycleCheck, SslMode,
+    PROVIDER, PostgresConfig, RecycleCheck, SslMode,
     error::{pg_error, pool_error},
     tls,
 };
@@ -38,11 +38,16 @@ pub(crate) fn driver_config(config: &PostgresConfig) -> tokio_postgres::Config {
         .connect_timeout(config.connect_timeout)
         .keepalives(config.keepalives)
         .keepalives_idle(config.keepalives_idle)
+        .keepalives_interval(config.keepalives_interval)
+        .keepalives_retries(config.keepalives_retries)
         .ssl_mode(match config.sslmode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
         });
+    if let Some(t) = config.tcp_user_timeout {
+        pg.tcp_user_timeout(t);
+    }
     if let Some(password) = &config.password {
         pg.password(password.expose());
     }
@@ -85,7 +90,8 @@ pub(crate) fn build_pool(config: &PostgresConfig) -> Result<Pool> {
 
 /// A pooled connection, retrying connection errors with exponential backoff.
 ///
-/// Only `ProviderConnection` failures are retried (`retry_attempts` times, starting at
+/// Only `ProviderConnection` failures are retried (never `ProviderConfiguration`, such as failed
+/// authentication); the error's `attempts` detail counts the attempts actually made. Retries (`retry_attempts` times, starting at
 /// `retry_delay`, doubling up to `retry_max_delay`); waiting for a free connection is bounded by
 /// `wait_timeout` and never retried.
 pub(crate) async fn acquire(pool: &Pool, config: &PostgresConfig) -> Result<Object> {
@@ -98,21 +104,45 @@ pub(crate) async fn acquire(pool: &Pool, config: &PostgresConfig) -> Result<Obje
 #[cold]
 async fn retry(pool: &Pool, config: &PostgresConfig, mut last: Error) -> Result<Object> {
     let mut delay = config.retry_delay;
-    for attempt in 1..=config.retry_attempts {
-        if last.kind() != ErrorKind::ProviderConnection {
-            break;
-        }
-        tracing::debug!(attempt, error = %last, "postgres connection failed; retrying");
+    let mut attempts: u32 = 1;
+    while attempts <= config.retry_attempts && last.kind() == ErrorKind::ProviderConnection {
+        tracing::debug!(attempts, error = %last, "postgres connection failed; retrying");
         tokio::time::sleep(delay).await;
         delay = delay
             .saturating_mul(2)
             .min(config.retry_max_delay.max(Duration::from_millis(1)));
+        attempts += 1;
         match pool.get().await {
             Ok(client) => return Ok(client),
             Err(e) => last = pool_error(e),
         }
     }
-    Err(last.with_detail("attempts", config.retry_attempts.saturating_add(1)))
+    Err(last.with_detail("attempts", attempts))
+}
+
+/// Runs `fut` (one call on one pooled connection) within `limit`; `None` when the limit passed.
+/// Pair with [`expired`] to discard the connection.
+pub(crate) async fn deadline<T>(
+    limit: Option<Duration>,
+    fut: impl Future<Output = Result<T>>,
+) -> Option<Result<T>> {
+    match limit {
+        None => Some(fut.await),
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+    }
+}
+
+/// The error of a call that outlived its client-side bound. The connection is taken out of the
+/// pool and closed: whatever the server is doing with it, no other caller will queue behind it.
+#[cold]
+pub(crate) fn expired(client: Object, op: &'static str) -> Error {
+    drop(Object::take(client));
+    Error::new(
+        ErrorKind::OperationTimeout,
+        format!("postgres {op} got no answer in time; the connection was discarded"),
+    )
+    .with_detail("provider", PROVIDER)
+    .with_detail("operation", op)
 }
 
 /// Runs a trivial query: proves the server answers.

@@ -11,6 +11,7 @@ use tokio_postgres::Row;
 use crate::{
     PROVIDER, PostgresStorage,
     error::{corrupt, pg_error},
+    pool::{deadline, expired},
     storage::{from_pg, to_pg},
 };
 
@@ -46,14 +47,20 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         let client = self.storage.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| pg_error(op, e))?;
-        client
-            .query(&stmt, params)
-            .await
-            .map_err(|e| pg_error(op, e))
+        let run = async {
+            let stmt = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| pg_error(op, e))?;
+            client
+                .query(&stmt, params)
+                .await
+                .map_err(|e| pg_error(op, e))
+        };
+        match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r,
+            None => Err(expired(client, op)),
+        }
     }
 
     async fn query_opt(
@@ -63,14 +70,20 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<Row>> {
         let client = self.storage.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| pg_error(op, e))?;
-        client
-            .query_opt(&stmt, params)
-            .await
-            .map_err(|e| pg_error(op, e))
+        let run = async {
+            let stmt = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| pg_error(op, e))?;
+            client
+                .query_opt(&stmt, params)
+                .await
+                .map_err(|e| pg_error(op, e))
+        };
+        match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r,
+            None => Err(expired(client, op)),
+        }
     }
 
     async fn execute(
@@ -80,14 +93,20 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64> {
         let client = self.storage.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| pg_error(op, e))?;
-        client
-            .execute(&stmt, params)
-            .await
-            .map_err(|e| pg_error(op, e))
+        let run = async {
+            let stmt = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| pg_error(op, e))?;
+            client
+                .execute(&stmt, params)
+                .await
+                .map_err(|e| pg_error(op, e))
+        };
+        match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r,
+            None => Err(expired(client, op)),
+        }
     }
 
     fn now(&self) -> OffsetDateTime {
@@ -124,81 +143,89 @@ impl PostgresStore {
         let metadata = s.metadata.to_json();
         let limited = limit.max.get() != u32::MAX;
         let mut client = self.storage.client().await?;
-        let tx = client.transaction().await.map_err(|e| pg_error(OP, e))?;
-        let pe = |e| pg_error(OP, e);
-        if limited {
-            let lock = tx.prepare_cached(&sql.lock_user).await.map_err(pe)?;
-            tx.query(&lock, &[&s.user_id.as_str(), &self.storage.inner.lock_seed])
+        let run = async {
+            let tx = client.transaction().await.map_err(|e| pg_error(OP, e))?;
+            let pe = |e| pg_error(OP, e);
+            if limited {
+                let lock = tx.prepare_cached(&sql.lock_user).await.map_err(pe)?;
+                tx.query(&lock, &[&s.user_id.as_str(), &self.storage.inner.lock_seed])
+                    .await
+                    .map_err(pe)?;
+            }
+            let del = tx
+                .prepare_cached(&sql.delete_expired_id)
                 .await
                 .map_err(pe)?;
-        }
-        let del = tx
-            .prepare_cached(&sql.delete_expired_id)
-            .await
-            .map_err(pe)?;
-        tx.execute(&del, &[&id.as_str(), &now]).await.map_err(pe)?;
-        let ins = tx.prepare_cached(&sql.insert_new).await.map_err(pe)?;
-        let inserted = tx
-            .execute(
-                &ins,
-                &[
-                    &id.as_str(),
-                    &s.user_id.as_str(),
-                    &perms,
-                    &metadata,
-                    &now,
-                    &expires,
-                ],
-            )
-            .await
-            .map_err(pe)?;
-        if inserted == 0 {
-            return Err(Error::new(
-                ErrorKind::SessionExists,
-                "a live session with this id already exists",
-            )
-            .with_detail("session", id.redacted()));
-        }
-        let mut evicted = Vec::new();
-        if limited {
-            let live = tx
-                .prepare_cached(&sql.live_of_user_except)
+            tx.execute(&del, &[&id.as_str(), &now]).await.map_err(pe)?;
+            let ins = tx.prepare_cached(&sql.insert_new).await.map_err(pe)?;
+            let inserted = tx
+                .execute(
+                    &ins,
+                    &[
+                        &id.as_str(),
+                        &s.user_id.as_str(),
+                        &perms,
+                        &metadata,
+                        &now,
+                        &expires,
+                    ],
+                )
                 .await
                 .map_err(pe)?;
-            let rows = tx
-                .query(&live, &[&s.user_id.as_str(), &id.as_str(), &now])
-                .await
-                .map_err(pe)?;
-            let max = limit.max_usize();
-            if rows.len() >= max {
-                match limit.policy {
-                    LimitPolicy::Reject => {
-                        return Err(Error::new(
-                            ErrorKind::SessionLimitReached,
-                            "the user has reached the concurrent session limit",
-                        )
-                        .with_detail("limit", max));
-                    }
-                    LimitPolicy::EvictOldest => {
-                        let n = rows.len() + 1 - max;
-                        let mut ids = Vec::with_capacity(n);
-                        for r in &rows[..n] {
-                            let text: &str = r.try_get(0).map_err(pe)?;
-                            ids.push(text.to_owned());
+            if inserted == 0 {
+                return Err(Error::new(
+                    ErrorKind::SessionExists,
+                    "a live session with this id already exists",
+                )
+                .with_detail("session", id.redacted()));
+            }
+            let mut evicted = Vec::new();
+            if limited {
+                let live = tx
+                    .prepare_cached(&sql.live_of_user_except)
+                    .await
+                    .map_err(pe)?;
+                let rows = tx
+                    .query(&live, &[&s.user_id.as_str(), &id.as_str(), &now])
+                    .await
+                    .map_err(pe)?;
+                let max = limit.max_usize();
+                if rows.len() >= max {
+                    match limit.policy {
+                        LimitPolicy::Reject => {
+                            return Err(Error::new(
+                                ErrorKind::SessionLimitReached,
+                                "the user has reached the concurrent session limit",
+                            )
+                            .with_detail("limit", max));
                         }
-                        let del = tx.prepare_cached(&sql.delete_ids).await.map_err(pe)?;
-                        tx.execute(&del, &[&ids]).await.map_err(pe)?;
-                        for text in ids {
-                            evicted.push(
-                                SessionId::parse(&text).map_err(|e| corrupt("session id", e))?,
-                            );
+                        LimitPolicy::EvictOldest => {
+                            let n = rows.len() + 1 - max;
+                            let mut ids = Vec::with_capacity(n);
+                            for r in &rows[..n] {
+                                let text: &str = r.try_get(0).map_err(pe)?;
+                                ids.push(text.to_owned());
+                            }
+                            let del = tx.prepare_cached(&sql.delete_ids).await.map_err(pe)?;
+                            tx.execute(&del, &[&ids]).await.map_err(pe)?;
+                            for text in ids {
+                                evicted.push(
+                                    SessionId::parse(&text)
+                                        .map_err(|e| corrupt("session id", e))?,
+                                );
+                            }
                         }
                     }
                 }
             }
+            tx.commit().await.map_err(pe)?;
+            Ok(evicted)
+        };
+        // The whole transaction counts as one call.
+        match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r,
+            None => Err(expired(client, OP)),
         }
-        tx.commit().await.map_err(pe)?;
-        Ok(evicted)
     }
 }
 

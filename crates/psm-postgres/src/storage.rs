@@ -40,6 +40,8 @@ pub(crate) struct Inner {
     pub(crate) config: PostgresConfig,
     pub(crate) sql: Sql,
     pub(crate) clock: DynClock,
+    /// The client-side bound of one call (`PostgresConfig::call_timeout`).
+    pub(crate) call_timeout: Option<std::time::Duration>,
     /// Seed of the per-user advisory lock keys (derived from the schema).
     pub(crate) lock_seed: i64,
     /// The pool while initialized.
@@ -73,6 +75,7 @@ impl PostgresStorage {
             inner: Arc::new(Inner {
                 sql: Sql::new(&config.schema),
                 lock_seed: fnv1a64(config.schema.as_bytes()),
+                call_timeout: config.call_timeout(),
                 config,
                 clock,
                 live: RwLock::new(None),
@@ -97,8 +100,10 @@ impl PostgresStorage {
     /// storage. Harmless when repeated; after [`close`](Self::close) it opens a new pool.
     ///
     /// # Errors
-    /// `ProviderConnection` when the server cannot be reached, `OperationTimeout` when no pooled
-    /// connection frees up in time, `Provider` when a migration fails.
+    /// `ProviderConnection` when the server cannot be reached, `ProviderConfiguration` when it
+    /// refuses for good (authentication, unknown database, rejected TLS certificate) or the schema
+    /// was migrated by a newer psm, `OperationTimeout` when no pooled connection frees up in time,
+    /// `Provider` when a migration fails.
     pub async fn initialize(&self) -> Result<()> {
         if self.inner.live.read().is_some() {
             return Ok(());
@@ -134,18 +139,13 @@ impl PostgresStorage {
     }
 
     async fn migrate_on(&self, pool: &Pool) -> Result<MigrationReport> {
-        let mut client = acquire(pool, &self.inner.config).await?;
-        match migrations::run(&mut client, &self.inner.config.schema).await {
-            Ok(report) => {
-                self.inner.migrated.store(true, Ordering::Release);
-                Ok(report)
-            }
-            Err(e) => {
-                // Session-level lock and settings must not return to the pool.
-                drop(Object::take(client));
-                Err(e)
-            }
-        }
+        // Taken out of the pool: the session-level advisory lock and `search_path` close with the
+        // connection on every exit path, including a cancelled future, and never return to the
+        // pool.
+        let mut client = Object::take(acquire(pool, &self.inner.config).await?);
+        let report = migrations::run(&mut client, &self.inner.config.schema).await?;
+        self.inner.migrated.store(true, Ordering::Release);
+        Ok(report)
     }
 
     /// Closes the pool: idle connections are closed now, busy ones when they are returned. Calls
@@ -240,6 +240,18 @@ impl PostgresStorage {
     /// The store's current time.
     pub(crate) fn now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// The default cache namespace of the query layer and the user store:
+    /// `psm:pg:<host>:<port>:<dbname>:<schema>` (hashed when long).
+    pub fn default_cache_namespace(&self) -> String {
+        let c = &self.inner.config;
+        crate::query::default_namespace(&c.host, c.port, c.effective_dbname(), &c.schema)
+    }
+
+    /// The client-side bound of one call.
+    pub(crate) fn call_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.call_timeout
     }
 
     pub(crate) fn sql(&self) -> &Sql {

@@ -10,6 +10,7 @@ use tokio_postgres::{Row, types::ToSql};
 use crate::{
     PROVIDER, PostgresStorage,
     error::{corrupt, pg_error},
+    pool::{deadline, expired},
     storage::{from_pg, to_pg},
 };
 
@@ -44,14 +45,20 @@ impl PostgresTokenStateStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>> {
         let client = self.storage.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| pg_error(op, e))?;
-        client
-            .query(&stmt, params)
-            .await
-            .map_err(|e| pg_error(op, e))
+        let run = async {
+            let stmt = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| pg_error(op, e))?;
+            client
+                .query(&stmt, params)
+                .await
+                .map_err(|e| pg_error(op, e))
+        };
+        match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r,
+            None => Err(expired(client, op)),
+        }
     }
 
     async fn one(
@@ -70,14 +77,20 @@ impl PostgresTokenStateStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64> {
         let client = self.storage.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| pg_error(op, e))?;
-        client
-            .execute(&stmt, params)
-            .await
-            .map_err(|e| pg_error(op, e))
+        let run = async {
+            let stmt = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| pg_error(op, e))?;
+            client
+                .execute(&stmt, params)
+                .await
+                .map_err(|e| pg_error(op, e))
+        };
+        match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r,
+            None => Err(expired(client, op)),
+        }
     }
 
     fn now(&self) -> OffsetDateTime {

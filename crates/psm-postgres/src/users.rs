@@ -14,6 +14,7 @@ use tokio_postgres::{Row, types::ToSql};
 use crate::{
     PROVIDER, PostgresStorage,
     error::{corrupt, pg_error, unique_violation},
+    pool::{deadline, expired},
     storage::{from_pg, to_pg},
 };
 
@@ -22,7 +23,10 @@ use crate::{
 ///
 /// With [`with_cache`](Self::with_cache), `get_user_by_email` is served from a
 /// [`Cache`](psm_core::Cache) and the entry is dropped (by the tag `<namespace>:user:<id>`) when the
-/// user is updated or deleted through this store.
+/// user is updated or deleted through this store. Lookups carry a generation read before the
+/// database read, and an update or delete starts a new one, so a lookup racing a write cannot
+/// store its stale result where later lookups look. A failing invalidation makes `update_user` or
+/// `delete_user` return the cache's error (the database write happened).
 ///
 /// # Clone
 /// Cloning is cheap and shares the pool and the cache.
@@ -47,17 +51,40 @@ impl PostgresUserStore {
         }
     }
 
-    /// Caches `get_user_by_email` results in `cache` for `ttl`, under keys and tags prefixed
-    /// `psm:pg:<schema>`. Misses are not cached.
+    /// Caches `get_user_by_email` results in `cache` for `ttl`, under keys and tags prefixed with
+    /// the storage's [default namespace](PostgresStorage::default_cache_namespace)
+    /// (`psm:pg:<host>:<port>:<dbname>:<schema>`). Misses are not cached.
     #[must_use]
     pub fn with_cache(mut self, cache: DynCache, ttl: Ttl) -> Self {
-        let namespace = format!("psm:pg:{}", self.storage.schema());
+        let namespace = match &self.cache {
+            Some(c) => c.namespace.clone(),
+            None => self.storage.default_cache_namespace(),
+        };
         self.cache = Some(UserCache {
             cache,
             ttl,
             namespace,
         });
         self
+    }
+
+    /// Replaces the cache key namespace (call after [`with_cache`](Self::with_cache)).
+    ///
+    /// # Errors
+    /// `Validation` when it is empty, longer than 256 bytes or holds control characters, or when
+    /// no cache is set.
+    pub fn with_namespace(mut self, namespace: &str) -> Result<Self> {
+        if namespace.is_empty() || namespace.len() > 256 || namespace.chars().any(char::is_control)
+        {
+            return Err(Error::validation(
+                "cache namespace must be 1 to 256 bytes without control characters",
+            ));
+        }
+        let Some(c) = &mut self.cache else {
+            return Err(Error::validation("with_namespace needs with_cache first"));
+        };
+        namespace.clone_into(&mut c.namespace);
+        Ok(self)
     }
 
     /// The storage this store runs on.
@@ -74,25 +101,32 @@ impl PostgresUserStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
         let client = self.storage.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| pg_error(op, e))?;
-        client.query_opt(&stmt, params).await.map_err(|e| {
-            match unique_violation(&e).map(field_of) {
-                Some(field) => Error::new(
-                    ErrorKind::UserExists,
-                    format!("a user with this {field} already exists"),
-                )
-                .with_detail("field", field),
-                None => pg_error(op, e),
-            }
-        })
+        let run = async {
+            let stmt = client
+                .prepare_cached(sql)
+                .await
+                .map_err(|e| pg_error(op, e))?;
+            client.query_opt(&stmt, params).await.map_err(|e| {
+                match unique_violation(&e).map(field_of) {
+                    Some(field) => Error::new(
+                        ErrorKind::UserExists,
+                        format!("a user with this {field} already exists"),
+                    )
+                    .with_detail("field", field),
+                    None => pg_error(op, e),
+                }
+            })
+        };
+        match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r,
+            None => Err(expired(client, op)),
+        }
     }
 
-    fn email_key(&self, c: &UserCache, email: &Email) -> Option<CacheKey> {
+    /// The key of a lookup by `email` read under `generation` (of the `users` generation tag).
+    fn email_key(c: &UserCache, generation: &str, email: &Email) -> Option<CacheKey> {
         CacheKey::parse(&format!(
-            "{}:user_email:{}",
+            "{}:user_email:{generation}:{}",
             c.namespace,
             email.normalized()
         ))
@@ -103,14 +137,18 @@ impl PostgresUserStore {
         CacheTag::parse(&format!("{}:user:{}", c.namespace, id.as_str())).ok()
     }
 
-    async fn invalidate(&self, id: &UserId) {
-        let Some(c) = &self.cache else { return };
-        let Some(tag) = Self::user_tag(c, id) else {
-            return;
-        };
-        if let Err(e) = c.cache.delete_tag(&tag).await {
-            tracing::warn!(error = %e, "postgres user cache invalidation failed");
+    /// Starts a new generation of cached lookups (so none read before this point is used again)
+    /// and drops the user's entries.
+    ///
+    /// # Errors
+    /// The cache's error: the write happened, but a stale lookup could be served until its TTL.
+    async fn invalidate(&self, id: &UserId) -> Result<()> {
+        let Some(c) = &self.cache else { return Ok(()) };
+        crate::query::bump(&*c.cache, &c.namespace, USERS_GENERATION).await?;
+        if let Some(tag) = Self::user_tag(c, id) {
+            c.cache.delete_tag(&tag).await?;
         }
+        Ok(())
     }
 
     async fn lookup_email(&self, email: &Email) -> Result<Option<User>> {
@@ -124,6 +162,10 @@ impl PostgresUserStore {
         row.map(|r| user_from_row(&r)).transpose()
     }
 }
+
+/// The generation tag of every cached lookup by email (any update or delete through this store
+/// starts a new one).
+const USERS_GENERATION: &str = "users";
 
 /// The field a unique constraint protects.
 fn field_of(constraint: &str) -> &'static str {
@@ -248,7 +290,17 @@ impl UserStore for PostgresUserStore {
         let Some(c) = &self.cache else {
             return self.lookup_email(email).await;
         };
-        let key = self.email_key(c, email);
+        // The generation is read before the database: a lookup that read the row before a
+        // concurrent update or delete writes under a generation no later lookup reads.
+        let generation =
+            match crate::query::generations(&*c.cache, &c.namespace, &[USERS_GENERATION]).await {
+                Ok(mut g) => g.pop(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres user cache unavailable");
+                    None
+                }
+            };
+        let key = generation.and_then(|g| Self::email_key(c, &g, email));
         if let Some(key) = &key {
             match c.cache.get(key).await {
                 Ok(Some(bytes)) => {
@@ -300,22 +352,28 @@ impl UserStore for PostgresUserStore {
                 ],
             )
             .await?;
-        self.invalidate(id).await;
+        self.invalidate(id).await?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool> {
         let client = self.storage.client().await?;
-        let stmt = client
-            .prepare_cached(&self.storage.sql().user_delete)
-            .await
-            .map_err(|e| pg_error("delete user", e))?;
-        let n = client
-            .execute(&stmt, &[&id.as_str()])
-            .await
-            .map_err(|e| pg_error("delete user", e))?;
+        let run = async {
+            let stmt = client
+                .prepare_cached(&self.storage.sql().user_delete)
+                .await
+                .map_err(|e| pg_error("delete user", e))?;
+            client
+                .execute(&stmt, &[&id.as_str()])
+                .await
+                .map_err(|e| pg_error("delete user", e))
+        };
+        let n = match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r?,
+            None => return Err(expired(client, "delete user")),
+        };
         drop(client);
-        self.invalidate(id).await;
+        self.invalidate(id).await?;
         Ok(n > 0)
     }
 }

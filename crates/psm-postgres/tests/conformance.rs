@@ -1,9 +1,18 @@
-//! The psm-core conformance suite against PostgreSQL (`PSM_POSTGRES_URL`): every store in a fresh
-//! schema of its own, migrated on creation, reading the suite's manual clock.
+//! The one integration-test binary of psm-postgres (`PSM_POSTGRES_URL` must be set; `cargo xtask
+//! services` provides it): the psm-core conformance suite (every store in a fresh schema of its own,
+//! migrated on creation, reading the suite's manual clock), plus the crate's own cases as modules.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "conformance/faults.rs"]
+mod faults;
+#[path = "conformance/injection.rs"]
+mod injection;
+#[path = "conformance/migrations.rs"]
+mod migrations;
+#[path = "conformance/query.rs"]
+mod query;
 
 use std::sync::Arc;
 

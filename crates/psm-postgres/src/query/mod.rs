@@ -6,17 +6,26 @@ mod json;
 mod validate;
 mod value;
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use deadpool_postgres::Object;
-use futures::future::BoxFuture;
+use futures::{TryStreamExt, future::BoxFuture};
 use psm_core::{CacheTag, DynCache, Error, ErrorKind, Result, Ttl};
 use serde_json::{Map, Value};
-use tokio_postgres::{Row, Statement, types::ToSql};
+use tokio_postgres::{Row, Statement, error::SqlState, types::ToSql};
 
+pub(crate) use self::cache::{bump, default_namespace, generations};
 pub use self::{cache::CacheOptions, value::SqlValue};
 use self::{validate::Limits, value::Bound};
-use crate::{PostgresStorage, error::pg_error};
+use crate::{
+    PostgresStorage,
+    error::pg_error,
+    pool::{deadline, expired},
+};
 
 /// A parameter list for the uncached calls: any driver value.
 pub type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -48,7 +57,7 @@ pub struct Database {
 
 impl Database {
     pub(crate) fn from_storage(storage: PostgresStorage) -> Self {
-        let namespace = format!("psm:pg:{}", storage.schema());
+        let namespace = storage.default_cache_namespace();
         Self {
             storage,
             cache: None,
@@ -64,7 +73,8 @@ impl Database {
         self
     }
 
-    /// Replaces the cache key namespace (default `psm:pg:<schema>`).
+    /// Replaces the cache key namespace (default `psm:pg:<host>:<port>:<dbname>:<schema>`, hashed
+    /// to `psm:pg:h<sha-256>` when longer than 160 bytes).
     ///
     /// # Errors
     /// `Validation` when it is empty, longer than 256 bytes or holds control characters.
@@ -91,20 +101,38 @@ impl Database {
     ///
     /// # Errors
     /// `Validation` for a rejected query (see the type docs) or a statement the server refuses as
-    /// malformed; `OperationTimeout` past `statement_timeout` or `wait_timeout`;
+    /// malformed; `OperationTimeout` past `statement_timeout`, `wait_timeout` or the client-side
+    /// bound (the connection is then discarded);
     /// `ProviderConnection` when the server is unreachable.
     pub async fn fetch(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
         validate::check(sql, params.len(), self.limits())?;
-        let client = self.storage.client().await?;
-        run_query(&client, sql, params).await
+        match self.bounded(sql, params, Want::All).await? {
+            Got::Rows(rows) => Ok(rows),
+            _ => Err(Error::provider("unexpected query result")),
+        }
     }
 
-    /// At most one row: the first, or `None`.
+    /// At most one row: the first, or `None`. Rows after the first are not collected (the
+    /// result is streamed and the stream dropped after one row; the server still runs the
+    /// statement to completion, so add `LIMIT 1` to spare it the work).
     ///
     /// # Errors
     /// As [`fetch`](Self::fetch).
     pub async fn fetch_one(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
-        Ok(self.fetch(sql, params).await?.into_iter().next())
+        validate::check(sql, params.len(), self.limits())?;
+        match self.bounded(sql, params, Want::One).await? {
+            Got::One(row) => Ok(row),
+            _ => Err(Error::provider("unexpected query result")),
+        }
+    }
+
+    /// Runs one statement on a pooled connection within the call bound.
+    async fn bounded(&self, sql: &str, params: &Params<'_>, want: Want) -> Result<Got> {
+        let client = self.storage.client().await?;
+        match deadline(self.storage.call_timeout(), run(&client, sql, params, want)).await {
+            Some(r) => r,
+            None => Err(expired(client, "query")),
+        }
     }
 
     /// The rows as JSON objects keyed by column name (see the type mapping in the crate docs).
@@ -150,7 +178,17 @@ impl Database {
         let Some((cache, default_ttl)) = &self.cache else {
             return self.fetch_json_values(sql, params).await;
         };
-        let key = cache::key(&self.namespace, sql, params)?;
+        let tags: Vec<&str> = options.tags.iter().map(CacheTag::as_str).collect();
+        // The tags' generations are read before the database, so a result read before a
+        // concurrent invalidation is written under a generation nobody reads any more.
+        let generations = match cache::generations(&**cache, &self.namespace, &tags).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "query cache unavailable; reading the database");
+                return self.fetch_json_values(sql, params).await;
+            }
+        };
+        let key = cache::key(&self.namespace, sql, params, &generations)?;
         match cache.get(&key).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<Vec<JsonRow>>(&bytes) {
                 Ok(rows) => return Ok(rows),
@@ -176,14 +214,26 @@ impl Database {
     pub async fn fetch_json_values(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<JsonRow>> {
         validate::check(sql, params.len(), self.limits())?;
         let client = self.storage.client().await?;
-        let stmt = prepare(&client, sql, params.len()).await?;
-        let bound = bind(&stmt, params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
-        let rows = client
-            .query(&stmt, &refs)
-            .await
-            .map_err(|e| query_error("query", e))?;
+        let run = async {
+            let mut retried = false;
+            loop {
+                let stmt = prepare(&client, sql, params.len()).await?;
+                let bound = bind(&stmt, params)?;
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
+                match client.query(&stmt, &refs).await {
+                    Err(e) if !retried && stale_plan(&e) => {
+                        client.statement_cache.remove(sql, &[]);
+                        retried = true;
+                    }
+                    r => return r.map_err(|e| query_error("query", e)),
+                }
+            }
+        };
+        let rows = match deadline(self.storage.call_timeout(), run).await {
+            Some(r) => r?,
+            None => return Err(expired(client, "query")),
+        };
         rows.iter().map(json::row_to_object).collect()
     }
 
@@ -193,8 +243,10 @@ impl Database {
     /// As [`fetch`](Self::fetch).
     pub async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64> {
         validate::check(sql, params.len(), self.limits())?;
-        let client = self.storage.client().await?;
-        run_execute(&client, sql, params).await
+        match self.bounded(sql, params, Want::Count).await? {
+            Got::Count(n) => Ok(n),
+            _ => Err(Error::provider("unexpected query result")),
+        }
     }
 
     /// [`execute`](Self::execute), then drops every cached result tagged with one of `tags`.
@@ -215,6 +267,9 @@ impl Database {
 
     /// Drops every cached result tagged with one of `tags`; returns how many were dropped.
     ///
+    /// Each tag first gets a new generation (see the crate docs), so a cached fetch that read the
+    /// database before this call cannot store its stale result where later fetches look.
+    ///
     /// # Errors
     /// The cache's error.
     pub async fn invalidate(&self, tags: &[CacheTag]) -> Result<u64> {
@@ -223,6 +278,7 @@ impl Database {
         };
         let mut n = 0;
         for tag in tags {
+            cache::bump(&**cache, &self.namespace, tag.as_str()).await?;
             n += cache.delete_tag(tag).await?;
         }
         Ok(n)
@@ -234,13 +290,23 @@ impl Database {
     /// As [`fetch`](Self::fetch).
     pub async fn begin(&self) -> Result<DbTransaction> {
         let client = self.storage.client().await?;
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| pg_error("begin", e))?;
+        let limit = self.storage.call_timeout();
+        match deadline(limit, async {
+            client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| pg_error("begin", e))
+        })
+        .await
+        {
+            Some(r) => r?,
+            None => return Err(expired(client, "begin")),
+        }
         Ok(DbTransaction {
             client: Some(client),
             limits: self.limits(),
+            limit,
+            expired: AtomicBool::new(false),
         })
     }
 
@@ -299,13 +365,40 @@ impl fmt::Debug for Database {
 pub struct DbTransaction {
     client: Option<Object>,
     limits: Limits,
+    /// The client-side bound of each statement.
+    limit: Option<Duration>,
+    /// Set when a statement outlived its bound: the transaction is dead and its connection is
+    /// discarded when it finishes.
+    expired: AtomicBool,
 }
 
 impl DbTransaction {
     fn client(&self) -> Result<&Object> {
+        if self.expired.load(Ordering::Relaxed) {
+            return Err(Error::new(
+                ErrorKind::OperationTimeout,
+                "the transaction timed out earlier; roll it back",
+            ));
+        }
         self.client
             .as_ref()
             .ok_or_else(|| Error::provider("transaction is already finished"))
+    }
+
+    async fn bounded(&self, sql: &str, params: &Params<'_>, want: Want) -> Result<Got> {
+        validate::check(sql, params.len(), self.limits)?;
+        let client = self.client()?;
+        match deadline(self.limit, run(client, sql, params, want)).await {
+            Some(r) => r,
+            None => {
+                self.expired.store(true, Ordering::Relaxed);
+                Err(Error::new(
+                    ErrorKind::OperationTimeout,
+                    "postgres query got no answer in time; the transaction is abandoned",
+                )
+                .with_detail("provider", crate::PROVIDER))
+            }
+        }
     }
 
     /// The rows of a query inside the transaction.
@@ -313,8 +406,10 @@ impl DbTransaction {
     /// # Errors
     /// As [`Database::fetch`].
     pub async fn fetch(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
-        validate::check(sql, params.len(), self.limits)?;
-        run_query(self.client()?, sql, params).await
+        match self.bounded(sql, params, Want::All).await? {
+            Got::Rows(rows) => Ok(rows),
+            _ => Err(Error::provider("unexpected query result")),
+        }
     }
 
     /// At most one row.
@@ -322,7 +417,10 @@ impl DbTransaction {
     /// # Errors
     /// As [`Database::fetch`].
     pub async fn fetch_one(&self, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
-        Ok(self.fetch(sql, params).await?.into_iter().next())
+        match self.bounded(sql, params, Want::One).await? {
+            Got::One(row) => Ok(row),
+            _ => Err(Error::provider("unexpected query result")),
+        }
     }
 
     /// The rows as JSON objects.
@@ -342,8 +440,10 @@ impl DbTransaction {
     /// # Errors
     /// As [`Database::execute`].
     pub async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64> {
-        validate::check(sql, params.len(), self.limits)?;
-        run_execute(self.client()?, sql, params).await
+        match self.bounded(sql, params, Want::Count).await? {
+            Got::Count(n) => Ok(n),
+            _ => Err(Error::provider("unexpected query result")),
+        }
     }
 
     /// Commits.
@@ -366,12 +466,30 @@ impl DbTransaction {
         let Some(client) = self.client.take() else {
             return Ok(());
         };
-        match client.batch_execute(verb).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
+        if self.expired.load(Ordering::Relaxed) {
+            drop(Object::take(client));
+            return if verb == "ROLLBACK" {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::OperationTimeout,
+                    "the transaction timed out earlier and was rolled back",
+                ))
+            };
+        }
+        let finish = async {
+            client
+                .batch_execute(verb)
+                .await
+                .map_err(|e| pg_error("finish transaction", e))
+        };
+        match deadline(self.limit, finish).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
                 drop(Object::take(client));
-                Err(pg_error("finish transaction", e))
+                Err(e)
             }
+            None => Err(expired(client, "finish transaction")),
         }
     }
 }
@@ -393,7 +511,15 @@ impl fmt::Debug for DbTransaction {
     }
 }
 
+/// Beyond this many prepared statements on one connection, its statement cache is cleared before
+/// the next query-layer statement is prepared (caller-written SQL is open-ended; the stores' few
+/// statements are simply prepared again).
+pub const STATEMENT_CACHE_LIMIT: usize = 256;
+
 async fn prepare(client: &Object, sql: &str, given: usize) -> Result<Statement> {
+    if client.statement_cache.size() > STATEMENT_CACHE_LIMIT {
+        client.statement_cache.clear();
+    }
     let stmt = client
         .prepare_cached(sql)
         .await
@@ -418,20 +544,62 @@ fn bind(stmt: &Statement, params: &[SqlValue]) -> Result<Vec<Bound>> {
         .collect()
 }
 
-async fn run_query(client: &Object, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
-    let stmt = prepare(client, sql, params.len()).await?;
-    client
-        .query(&stmt, params)
-        .await
-        .map_err(|e| query_error("query", e))
+/// What a statement's caller wants back.
+#[derive(Clone, Copy)]
+enum Want {
+    All,
+    One,
+    Count,
 }
 
-async fn run_execute(client: &Object, sql: &str, params: &Params<'_>) -> Result<u64> {
-    let stmt = prepare(client, sql, params.len()).await?;
-    client
-        .execute(&stmt, params)
-        .await
-        .map_err(|e| query_error("execute", e))
+enum Got {
+    Rows(Vec<Row>),
+    One(Option<Row>),
+    Count(u64),
+}
+
+/// SQLSTATE 0A000 "cached plan must not change result type": a cached prepared statement whose
+/// table changed shape underneath it.
+fn stale_plan(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
+}
+
+/// Prepares (cached) and runs one statement. A stale cached plan (0A000) is dropped from the
+/// connection's statement cache and the statement prepared and run once more.
+async fn run(client: &Object, sql: &str, params: &Params<'_>, want: Want) -> Result<Got> {
+    let mut retried = false;
+    loop {
+        let stmt = prepare(client, sql, params.len()).await?;
+        let r = match want {
+            Want::All => client.query(&stmt, params).await.map(Got::Rows),
+            Want::One => first_row(client, &stmt, params).await.map(Got::One),
+            Want::Count => client.execute(&stmt, params).await.map(Got::Count),
+        };
+        match r {
+            Err(e) if !retried && stale_plan(&e) => {
+                client.statement_cache.remove(sql, &[]);
+                retried = true;
+            }
+            r => {
+                let op = match want {
+                    Want::Count => "execute",
+                    Want::All | Want::One => "query",
+                };
+                return r.map_err(|e| query_error(op, e));
+            }
+        }
+    }
+}
+
+/// The first row of a streamed result; the rest is never collected.
+async fn first_row(
+    client: &Object,
+    stmt: &Statement,
+    params: &Params<'_>,
+) -> std::result::Result<Option<Row>, tokio_postgres::Error> {
+    let stream = client.query_raw(stmt, params.iter().copied()).await?;
+    futures::pin_mut!(stream);
+    stream.try_next().await
 }
 
 /// Driver errors of caller-written SQL: syntax and access-rule errors (SQLSTATE class 42), data

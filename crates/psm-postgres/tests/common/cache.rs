@@ -37,7 +37,8 @@ impl Cache for TestCache {
             .get(key)
             .filter(|(_, until, _)| Instant::now() < *until)
             .map(|(v, _, _)| v.clone());
-        if hit.is_some() {
+        // Generation lookups (`…:gen:<tag>`) are bookkeeping, not result hits.
+        if hit.is_some() && !key.as_str().contains(":gen:") {
             self.hits.fetch_add(1, Ordering::SeqCst);
         }
         Ok(hit)

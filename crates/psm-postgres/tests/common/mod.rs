@@ -16,21 +16,28 @@ use psm_core::{Clock, DynClock, ManualClock, SystemClock};
 use psm_postgres::{PostgresConfig, PostgresStorage};
 use tokio::sync::OnceCell;
 
-/// Test schemas are named `psm_t_<unix seconds>_<pid>_<n>`; ones older than this are dropped.
-const STALE_AFTER_SECS: u64 = 3600;
+/// A test schema whose embedded pid is still running is kept even when old; one older than this is
+/// dropped anyway (a reused pid cannot keep a schema alive forever).
+const STALE_AFTER_SECS: u64 = 24 * 3600;
 
-/// The server the tests use: `PSM_POSTGRES_URL`, default the local test server.
+/// The server the tests use: `PSM_POSTGRES_URL`, read at run time. A missing variable fails the
+/// test (there is no default).
 pub fn url() -> String {
-    std::env::var("PSM_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    match std::env::var("PSM_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "PSM_POSTGRES_URL is not set: these tests need a PostgreSQL server; run `cargo xtask services` \
+             (or set PSM_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test)"
+        ),
+    }
 }
 
 fn unix_now() -> u64 {
     u64::try_from(SystemClock.now().as_unix_secs()).unwrap_or(0)
 }
 
-/// A schema name no other test (or test process) uses.
-pub fn fresh_schema() -> String {
+/// A schema name no other test (or test process) uses: `psm_t_<unix secs>_<pid>_<n>`.
+pub fn fresh_schema_name() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
         "psm_t_{}_{}_{}",
@@ -38,6 +45,55 @@ pub fn fresh_schema() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A fresh schema name that drops its schema (if it was created) when the guard is dropped, also
+/// when the test panics.
+pub fn fresh_schema() -> SchemaGuard {
+    SchemaGuard(fresh_schema_name())
+}
+
+/// Owns a test schema: dropping it runs `DROP SCHEMA … CASCADE` on a short-lived thread of its own.
+#[derive(Debug)]
+pub struct SchemaGuard(String);
+
+impl std::ops::Deref for SchemaGuard {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let Ok(url) = std::env::var("PSM_POSTGRES_URL") else {
+            return;
+        };
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(pg) = url.parse::<tokio_postgres::Config>() else {
+                    return;
+                };
+                let Ok((client, conn)) = pg.connect(tokio_postgres::NoTls).await else {
+                    return;
+                };
+                tokio::spawn(conn);
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")),
+                )
+                .await;
+            });
+        });
+        let _ = done.join();
+    }
 }
 
 /// A test configuration for `schema`: small pool, short timeouts.
@@ -51,14 +107,22 @@ pub fn config(schema: &str) -> PostgresConfig {
     c
 }
 
-/// Drops test schemas left behind by earlier runs (older than an hour), once per process.
+/// Whether process `pid` runs on this machine.
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Drops test schemas left behind by earlier runs, once per process: those whose embedded pid no
+/// longer runs on this machine, and any older than a day.
 pub async fn drop_stale_schemas() {
     static ONCE: OnceCell<()> = OnceCell::const_new();
     ONCE.get_or_init(|| async {
-        let pg: tokio_postgres::Config = url().parse().unwrap_or_default();
+        let pg: tokio_postgres::Config = url()
+            .parse()
+            .unwrap_or_else(|e| panic!("PSM_POSTGRES_URL does not parse: {e}"));
         let Ok((client, conn)) = pg.connect(tokio_postgres::NoTls).await else {
             panic!(
-                "cannot reach PostgreSQL at PSM_POSTGRES_URL ({}): start it or set the variable",
+                "cannot reach PostgreSQL at PSM_POSTGRES_URL ({}): run `cargo xtask services` or fix the variable",
                 redact(&url())
             );
         };
@@ -71,14 +135,17 @@ pub async fn drop_stale_schemas() {
             .await
             .unwrap_or_default();
         let cutoff = unix_now().saturating_sub(STALE_AFTER_SECS);
+        let me = std::process::id();
         for row in rows {
             let name: String = row.get(0);
-            let secs = name
-                .split('_')
-                .nth(2)
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(u64::MAX);
-            if secs < cutoff {
+            let mut parts = name.split('_').skip(2);
+            let secs = parts.next().and_then(|s| s.parse::<u64>().ok());
+            let pid = parts.next().and_then(|s| s.parse::<u32>().ok());
+            let (Some(secs), Some(pid)) = (secs, pid) else {
+                continue;
+            };
+            let stale = (pid != me && !pid_alive(pid)) || secs < cutoff;
+            if stale {
                 let _ = client
                     .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
                     .await;
@@ -95,10 +162,16 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// A connected, migrated storage in a fresh schema reading `clock`.
+/// A connected, migrated storage in a fresh schema reading `clock`. The schema is left for the
+/// dead-pid sweep of a later run (the conformance suite holds its stores as trait objects, so no
+/// guard can follow them).
 pub async fn storage_with_clock(clock: DynClock) -> PostgresStorage {
+    connect_in(&fresh_schema_name(), clock).await
+}
+
+async fn connect_in(schema: &str, clock: DynClock) -> PostgresStorage {
     drop_stale_schemas().await;
-    let storage = PostgresStorage::with_clock(config(&fresh_schema()), clock)
+    let storage = PostgresStorage::with_clock(config(schema), clock)
         .unwrap_or_else(|e| panic!("bad test config: {e}"));
     if let Err(e) = storage.initialize().await {
         panic!(
@@ -109,10 +182,32 @@ pub async fn storage_with_clock(clock: DynClock) -> PostgresStorage {
     storage
 }
 
-/// A connected, migrated storage in a fresh schema on a manual clock.
-pub async fn storage() -> (PostgresStorage, ManualClock) {
+/// A connected, migrated storage in a fresh schema on a manual clock; the schema is dropped when
+/// the value is dropped.
+#[derive(Debug)]
+pub struct TestStorage {
+    pub storage: PostgresStorage,
+    pub clock: ManualClock,
+    pub schema: SchemaGuard,
+}
+
+impl std::ops::Deref for TestStorage {
+    type Target = PostgresStorage;
+    fn deref(&self) -> &PostgresStorage {
+        &self.storage
+    }
+}
+
+/// A connected, migrated storage in a fresh schema on a manual clock (dropped with the value).
+pub async fn storage() -> TestStorage {
     let clock = ManualClock::at_2024();
-    (storage_with_clock(Arc::new(clock.clone())).await, clock)
+    let schema = fresh_schema();
+    let storage = connect_in(&schema, Arc::new(clock.clone())).await;
+    TestStorage {
+        storage,
+        clock,
+        schema,
+    }
 }
 
 /// A raw driver connection to the test server.

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use psm_core::{ErrorKind, NewSession, PermissionList, PermissionStore, SessionIdRef, UserId};
 use psm_postgres::{PostgresConfig, PostgresStorage, SslMode, latest_version};
@@ -118,8 +118,8 @@ async fn bad_schema_names_are_rejected_before_any_io() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_schemas_are_isolated() {
-    let (a, _) = common::storage().await;
-    let (b, _) = common::storage().await;
+    let a = common::storage().await;
+    let b = common::storage().await;
     let id = SessionIdRef::parse("shared_id").unwrap();
     let s = NewSession::new(
         UserId::parse("alice").unwrap(),
@@ -148,7 +148,8 @@ async fn two_schemas_are_isolated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_before_initialize_and_after_close_are_refused() {
     common::drop_stale_schemas().await;
-    let storage = PostgresStorage::new(common::config(&common::fresh_schema())).unwrap();
+    let schema = common::fresh_schema();
+    let storage = PostgresStorage::new(common::config(&schema)).unwrap();
     let id = SessionIdRef::parse("s").unwrap();
     let e = storage.sessions().get_permissions(id).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ProviderNotInitialized);
@@ -205,9 +206,12 @@ async fn tls_modes_against_the_server() {
         // The test server's certificate is self-signed: verify-full against public roots refuses.
         c.sslmode = SslMode::VerifyFull;
         c.sslrootcert = Some("/etc/ssl/certs/ca-certificates.crt".into());
-        c.retry_attempts = 0;
+        c.retry_attempts = 3;
         let e = PostgresStorage::connect(c).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::ProviderConnection, "{e:?}");
+        // A rejected certificate is permanent: a configuration error, not retried.
+        assert_eq!(e.kind(), ErrorKind::ProviderConfiguration, "{e:?}");
+        assert!(!e.is_retryable());
+        assert_eq!(e.detail("attempts"), Some("1"), "{e:?}");
     } else {
         let e = PostgresStorage::connect(c).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ProviderConnection, "{e:?}");

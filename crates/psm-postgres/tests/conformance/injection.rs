@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use psm_core::{
     Email, Metadata, NewSession, NewUser, Page, PasswordHash, Permission, PermissionList,
@@ -36,7 +36,7 @@ const PERMISSIONS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sessions_round_trip_exactly() {
-    let (storage, _) = common::storage().await;
+    let storage = common::storage().await;
     let store = storage.sessions();
     let perms = PermissionList::parse(PERMISSIONS.iter().copied()).unwrap();
     let metadata = Metadata::from_value(json!({
@@ -121,7 +121,7 @@ async fn hostile_sessions_round_trip_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_users_round_trip_exactly() {
-    let (storage, _) = common::storage().await;
+    let storage = common::storage().await;
     let users = storage.users();
     let emails = [
         "o'brien+'--@example.com".to_owned(),
@@ -158,7 +158,7 @@ async fn hostile_users_round_trip_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_query_parameters_are_only_data() {
-    let (storage, _) = common::storage().await;
+    let storage = common::storage().await;
     let db = storage.database();
     db.execute("CREATE TABLE notes (body text)", &[])
         .await

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,8 +15,8 @@ use psm_core::{
 use psm_postgres::{CacheOptions, Database, SqlValue};
 use serde_json::json;
 
-async fn db_with_table() -> (psm_postgres::PostgresStorage, Database) {
-    let (storage, _) = common::storage().await;
+async fn db_with_table() -> (common::TestStorage, Database) {
+    let storage = common::storage().await;
     let db = storage.database();
     db.execute(
         "CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL, score float8, tags text[], \
@@ -345,7 +345,7 @@ fn new_user(id: &str, email: &str, name: &str) -> NewUser {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_user_lookup_is_invalidated_on_update_and_delete() {
-    let (storage, _) = common::storage().await;
+    let storage = common::storage().await;
     let cache = Arc::new(TestCache::default());
     let users = storage
         .users()

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     net::TcpListener,
@@ -303,7 +303,8 @@ async fn server_stopped_mid_load_fails_fast_and_recovers() {
 async fn statement_timeout_gives_operation_timeout() {
     tokio::time::timeout(Duration::from_secs(60), async {
         common::drop_stale_schemas().await;
-        let mut c = common::config(&common::fresh_schema());
+        let schema = common::fresh_schema();
+        let mut c = common::config(&schema);
         c.statement_timeout = Some(Duration::from_millis(300));
         let storage = PostgresStorage::connect(c).await.unwrap();
         let t = Instant::now();
@@ -338,7 +339,8 @@ async fn statement_timeout_gives_operation_timeout() {
 async fn exhausted_pool_gives_operation_timeout_after_the_wait() {
     tokio::time::timeout(Duration::from_secs(60), async {
         common::drop_stale_schemas().await;
-        let mut c = common::config(&common::fresh_schema());
+        let schema = common::fresh_schema();
+        let mut c = common::config(&schema);
         c.pool_size = 2;
         c.wait_timeout = Duration::from_millis(400);
         let storage = PostgresStorage::connect(c).await.unwrap();
