@@ -10,9 +10,15 @@ use psm_core::{
 };
 use psm_redis::{ClientCacheConfig, RedisConfig, RedisStorage};
 
-/// The standalone server (`PSM_REDIS_URL`, default `redis://127.0.0.1:6379`).
+/// The standalone server; fails loudly when `PSM_REDIS_URL` is unset (STYLE rule 20).
 pub fn standalone_url() -> String {
-    std::env::var("PSM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    match std::env::var("PSM_REDIS_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => panic!(
+            "PSM_REDIS_URL is not set: run the tests through `cargo xtask ci`, or export the servers \
+             with `eval \"$(cargo xtask services env)\"`"
+        ),
+    }
 }
 
 /// The cluster seed URL; fails loudly when `PSM_REDIS_CLUSTER_URL` is unset.

@@ -1,10 +1,6 @@
 //! Keys outside the prefix are never touched; two prefixes never see each other; client-side
 //! caching is invalidated across processes within 50 ms.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
@@ -19,7 +15,7 @@ fn session(user: &str, perms: &[&str]) -> NewSession {
 }
 
 async fn raw_client() -> Client {
-    let config = Config::from_url(&common::standalone_url()).unwrap();
+    let config = Config::from_url(&crate::common::standalone_url()).unwrap();
     let c = Client::new(config, None, None, None);
     c.init().await.unwrap();
     c
@@ -27,8 +23,8 @@ async fn raw_client() -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_keys_survive_flush_and_info_and_prefixes_are_isolated() {
-    let a = common::storage(&common::standalone_url(), false).await;
-    let b = common::storage(&common::standalone_url(), false).await;
+    let a = crate::common::storage(&crate::common::standalone_url(), false).await;
+    let b = crate::common::storage(&crate::common::standalone_url(), false).await;
     let raw = raw_client().await;
     let prefix = a.config().key_prefix.clone();
     // Foreign keys beside the prefix: a sibling prefix, the prefix without its colon, plain keys.
@@ -81,7 +77,7 @@ async fn foreign_keys_survive_flush_and_info_and_prefixes_are_isolated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_elsewhere_reaches_the_client_cache_within_50_ms() {
-    let mut config = common::config(&common::standalone_url(), true);
+    let mut config = crate::common::config(&crate::common::standalone_url(), true);
     let a = RedisStorage::connect(config.clone()).await.unwrap();
     config.client_cache = Some(Default::default());
     let b = RedisStorage::connect(config).await.unwrap();

@@ -2,8 +2,6 @@
 //! during the outage calls fail fast with a retryable `ProviderConnection` (never hang, never
 //! panic); after the restart the same store succeeds again within 2 seconds.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::{
     net::TcpListener,
     process::{Child, Command, Stdio},
