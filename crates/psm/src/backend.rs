@@ -1,6 +1,11 @@
 //! The store a manager drives, with a direct handle on the in-process store for the hot path.
 
-#[cfg(any(feature = "memory", feature = "file", feature = "redis", feature = "postgres"))]
+#[cfg(any(
+    feature = "memory",
+    feature = "file",
+    feature = "redis",
+    feature = "postgres"
+))]
 use std::any::Any;
 use std::sync::Arc;
 
