@@ -1,9 +1,15 @@
 //! `cargo xtask bench`: the load driver (`psm-bench`: the memory and file providers with their
-//! baselines), the Python original on the same workload (memory and file providers), and the
-//! criterion micro-benchmarks, in one run; writes `docs/benchmarks.md` and `docs/benchmarks.json`.
+//! baselines, the Redis and PostgreSQL providers beside bare clients on the same servers), the
+//! servers' own tools on those servers (`redis-benchmark`, `pgbench`), the Python original on the
+//! same workload (memory, file and Redis providers), and the criterion micro-benchmarks, in one run;
+//! writes `docs/benchmarks.md` and `docs/benchmarks.json`.
+//!
+//! The servers are `PSM_REDIS_URL` and `PSM_POSTGRES_URL` when set, else the conventional local
+//! ones (see [`peers::servers`]); nothing is started here.
 
 mod criterion;
 mod machine;
+mod peers;
 mod report;
 
 use std::{fs, path::Path, process::Command};
@@ -43,6 +49,30 @@ const QUICK_OPENS: u32 = 2;
 /// fewer operations; its figures are rates.
 const PYTHON_FILE_STORES: u32 = 2_000;
 const PYTHON_FILE_CHECKS: u32 = 20_000;
+/// The Redis and PostgreSQL part of psm-bench: sessions, and calls per measurement (the quick run's
+/// second). A check costs a round trip, so the rounds stay short: the whole part takes about two
+/// minutes on two cores.
+const REMOTE_SESSIONS: (u32, u32) = (20_000, 2_000);
+const REDIS_OPS: (u32, u32) = (100_000, 10_000);
+const REDIS_HOT_OPS: (u32, u32) = (1_000_000, 100_000);
+const PG_OPS: (u32, u32) = (50_000, 5_000);
+const PG_CACHE_OPS: (u32, u32) = (200_000, 20_000);
+/// The servers' own tools: `redis-benchmark -n` with 1 and with 64 connections, `pgbench -T`.
+const PEERS: (peers::Sizes, peers::Sizes) = (
+    peers::Sizes {
+        redis_requests: (100_000, 300_000),
+        pgbench_secs: 10,
+    },
+    peers::Sizes {
+        redis_requests: (10_000, 30_000),
+        pgbench_secs: 2,
+    },
+);
+/// The Python original's Redis provider: checks per measurement (it manages a few thousand per
+/// second) and concurrent workers (as psm's concurrent tasks).
+const PYTHON_REDIS_SCRIPT: &str = "xtask/bench/python_redis.py";
+const PYTHON_REDIS_CHECKS: u32 = 20_000;
+const PYTHON_REDIS_WORKERS: u32 = 64;
 
 /// Entry point of `cargo xtask bench`.
 pub(crate) fn main(flags: BenchFlags) -> Result<()> {
@@ -53,7 +83,12 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
     };
     let with_python = !flags.quick && !flags.no_python;
     let with_criterion = !flags.quick && !flags.no_criterion;
-    let total = 2 + usize::from(with_python) + usize::from(with_criterion);
+    let total = 3 + usize::from(with_python) + usize::from(with_criterion);
+    let pick = |(full, quick): (u32, u32)| if flags.quick { quick } else { full };
+    let peer_sizes = if flags.quick { PEERS.1 } else { PEERS.0 };
+    // Servers and tools are found first, so a missing one fails before the long run.
+    let servers = peers::servers()?;
+    let tools = peers::Tools::find()?;
     let mut step = 0;
     let mut commands = Vec::new();
     let load_at_start = machine::load_average();
@@ -72,7 +107,7 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
     header(
         step,
         total,
-        "psm-bench (memory provider, HashMap baseline, file provider, raw fsync baseline)",
+        "psm-bench (memory provider, HashMap baseline, file provider, raw fsync baseline, Redis and PostgreSQL providers beside bare clients)",
     );
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "psm-bench", "--"])
@@ -93,19 +128,44 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
             &open_sessions.to_string(),
             "--opens",
             &opens.to_string(),
+            "--redis-url",
+            &servers.redis,
+            "--postgres-url",
+            &servers.postgres,
+            "--remote-sessions",
+            &pick(REMOTE_SESSIONS).to_string(),
+            "--redis-ops",
+            &pick(REDIS_OPS).to_string(),
+            "--redis-hot-ops",
+            &pick(REDIS_HOT_OPS).to_string(),
+            "--pg-ops",
+            &pick(PG_OPS).to_string(),
+            "--pg-cache-ops",
+            &pick(PG_CACHE_OPS).to_string(),
         ]);
-    commands.push(display(&cmd));
+    commands.push(redact(&display(&cmd), &servers));
     let psm = parse_json("psm-bench", &output(&mut cmd)?)?;
+
+    step += 1;
+    header(
+        step,
+        total,
+        "the servers' own limits (redis-benchmark, pgbench) on the same servers",
+    );
+    let peers = json!({
+        "redis_benchmark": peers::redis_benchmark(&tools, &servers.redis, peer_sizes, &mut commands)?,
+        "pgbench": peers::pgbench(&tools, &servers.postgres, peer_sizes, &mut commands)?,
+    });
 
     let python = if with_python {
         step += 1;
         header(
             step,
             total,
-            "Python original (permission-storage-manager 1.0.2, memory and file providers)",
+            "Python original (permission-storage-manager 1.0.2, memory, file and Redis providers)",
         );
-        let python = ensure_venv(&mut commands)?;
-        let mut cmd = Command::new(&python);
+        let venv_python = ensure_venv(&mut commands)?;
+        let mut cmd = Command::new(&venv_python);
         cmd.arg(PYTHON_SCRIPT).args([
             "--sessions",
             &sessions.to_string(),
@@ -123,10 +183,32 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
             &PYTHON_FILE_CHECKS.to_string(),
         ]);
         commands.push(display(&cmd));
-        Some(parse_json("python baseline", &output(&mut cmd)?)?)
+        let python = parse_json("python baseline", &output(&mut cmd)?)?;
+        if !Path::new(PYTHON_REDIS_SCRIPT).is_file() {
+            bail!("{PYTHON_REDIS_SCRIPT} is missing");
+        }
+        let mut cmd = Command::new(&venv_python);
+        cmd.arg(PYTHON_REDIS_SCRIPT).args([
+            "--url",
+            &servers.redis,
+            "--sessions",
+            &pick(REMOTE_SESSIONS).to_string(),
+            "--checks",
+            &PYTHON_REDIS_CHECKS.to_string(),
+            "--workers",
+            &PYTHON_REDIS_WORKERS.to_string(),
+            "--rounds",
+            &ROUNDS.to_string(),
+            "--seed",
+            &SEED.to_string(),
+        ]);
+        commands.push(redact(&display(&cmd), &servers));
+        let python_redis = parse_json("python redis baseline", &output(&mut cmd)?)?;
+        Some((python, python_redis))
     } else {
         None
     };
+    let (python, python_redis) = python.unzip();
 
     let micro = if with_criterion {
         step += 1;
@@ -143,14 +225,16 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
         "machine": machine,
         "commands": commands,
         "psm_bench": psm,
+        "peers": peers,
         "python": python,
+        "python_redis": python_redis,
         "criterion": micro,
     });
     let (dir, note) = if flags.quick {
         (
             "target/xtask",
             Some(
-                "a `--quick` smoke run (10,000 sessions, a file store of 100,000 sessions opened, no Python, no criterion)",
+                "a `--quick` smoke run (10,000 sessions, a file store of 100,000 sessions opened, 2,000 sessions on Redis and PostgreSQL with a tenth of the checks, short redis-benchmark and pgbench runs, no Python, no criterion)",
             ),
         )
     } else {
@@ -227,6 +311,12 @@ fn ensure_venv(commands: &mut Vec<String>) -> Result<std::path::PathBuf> {
         bail!("{PYTHON_SCRIPT} is missing");
     }
     Ok(python)
+}
+
+/// A command line without the servers' passwords (the report lists every command).
+fn redact(text: &str, servers: &peers::Servers) -> String {
+    let text = peers::redact_command(text, &servers.redis);
+    peers::redact_command(&text, &servers.postgres)
 }
 
 fn rel(path: &Path) -> String {

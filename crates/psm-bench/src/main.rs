@@ -10,10 +10,20 @@
 //! ```text
 //! psm-bench [--sessions N] [--rounds R] [--seed S] [--file-dir DIR] [--writers W]
 //!           [--durable-ops N] [--open-sessions N] [--opens N]
+//!           [--redis-url URL] [--postgres-url URL] [--remote-sessions N]
+//!           [--redis-ops N] [--redis-hot-ops N] [--pg-ops N] [--pg-cache-ops N]
+//!           [--parts local,redis,postgres]
 //! ```
 //!
 //! `--file-dir` (default `target/bench-file`) must be on the disk being measured: a tmpfs makes
 //! every fsync free.
+//!
+//! With `--redis-url` (a server, `redis://host:port[/db]`), psm's Redis provider is measured against a
+//! bare `fred` pool on that server, and with client-side caching on hot sessions; with `--postgres-url` (`postgres://user@host:port/db`), psm's
+//! PostgreSQL provider against a bare `tokio-postgres` prepared `SELECT`, and the query layer's
+//! cache against the cache itself. Both use a workload of `--remote-sessions` sessions and check
+//! it `--redis-ops` / `--pg-ops` times per measurement, and remove everything they created. `--parts`
+//! picks what runs (default: the local providers, plus each server given a URL).
 
 // The JSON result on standard output is this program's whole interface.
 #![allow(clippy::print_stdout)]
@@ -23,12 +33,15 @@ mod baseline;
 mod file_run;
 mod open;
 mod ops;
+mod pg_run;
 mod psm_run;
+mod redis_run;
+mod remote;
 mod workload;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::{
     ops::{Op, OpResults},
@@ -58,6 +71,22 @@ struct Params {
     open_sessions: usize,
     /// How many times that store is opened (the best is reported).
     opens: u32,
+    /// Measure the memory and file providers (`--parts local`).
+    local: bool,
+    /// The Redis server to measure psm's Redis provider on, if any.
+    redis_url: Option<String>,
+    /// The PostgreSQL database to measure psm's PostgreSQL provider on, if any.
+    postgres_url: Option<String>,
+    /// Sessions of the Redis and PostgreSQL workload.
+    remote_sessions: usize,
+    /// Checks per Redis measurement.
+    redis_ops: usize,
+    /// Hot checks per measurement of the Redis client-side cache.
+    redis_hot_ops: usize,
+    /// Checks per PostgreSQL measurement.
+    pg_ops: usize,
+    /// Reads per measurement of the query layer's cache.
+    pg_cache_ops: usize,
 }
 
 impl Default for Params {
@@ -71,6 +100,14 @@ impl Default for Params {
             durable_ops: 2_000,
             open_sessions: 1_000_000,
             opens: 3,
+            local: true,
+            redis_url: None,
+            postgres_url: None,
+            remote_sessions: 20_000,
+            redis_ops: 100_000,
+            redis_hot_ops: 1_000_000,
+            pg_ops: 50_000,
+            pg_cache_ops: 200_000,
         }
     }
 }
@@ -91,6 +128,7 @@ fn main() -> ExitCode {
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> BenchResult<Params> {
     let mut params = Params::default();
+    let mut parts: Option<String> = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -113,8 +151,52 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> BenchResult<Params> {
             "--opens" => {
                 params.opens = value.parse().map_err(|_| format!("bad --opens: {value}"))?
             }
+            "--redis-url" => params.redis_url = Some(value),
+            "--postgres-url" => params.postgres_url = Some(value),
+            "--remote-sessions" => params.remote_sessions = number(&flag, &value)?,
+            "--redis-ops" => params.redis_ops = number(&flag, &value)?,
+            "--redis-hot-ops" => params.redis_hot_ops = number(&flag, &value)?,
+            "--pg-ops" => params.pg_ops = number(&flag, &value)?,
+            "--pg-cache-ops" => params.pg_cache_ops = number(&flag, &value)?,
+            "--parts" => parts = Some(value),
             other => return Err(format!("unknown argument: {other}").into()),
         }
+    }
+    if let Some(parts) = parts {
+        let mut wanted = [false; 3];
+        for part in parts.split(',') {
+            match part.trim() {
+                "local" => wanted[0] = true,
+                "redis" => wanted[1] = true,
+                "postgres" => wanted[2] = true,
+                other => return Err(format!("unknown part in --parts: {other}").into()),
+            }
+        }
+        if wanted[1] && params.redis_url.is_none() {
+            return Err("--parts redis needs --redis-url".into());
+        }
+        if wanted[2] && params.postgres_url.is_none() {
+            return Err("--parts postgres needs --postgres-url".into());
+        }
+        params.local = wanted[0];
+        if !wanted[1] {
+            params.redis_url = None;
+        }
+        if !wanted[2] {
+            params.postgres_url = None;
+        }
+    }
+    if params.remote_sessions < redis_run::HOT_SESSIONS
+        || params.redis_ops == 0
+        || params.redis_hot_ops == 0
+        || params.pg_ops == 0
+        || params.pg_cache_ops == 0
+    {
+        return Err(format!(
+            "--remote-sessions must be at least {} and the --redis-*/--pg-* counts at least 1",
+            redis_run::HOT_SESSIONS
+        )
+        .into());
     }
     if params.sessions < 2 || params.rounds == 0 {
         return Err("--sessions must be at least 2 and --rounds at least 1".into());
@@ -135,8 +217,61 @@ fn number(flag: &str, value: &str) -> BenchResult<usize> {
     Ok(value.parse().map_err(|_| format!("bad {flag}: {value}"))?)
 }
 
-/// Generates the workload, runs every measurement, verifies every tally and returns the JSON result.
+/// Runs every part asked for, verifies every tally and returns the JSON result.
 fn run(params: Params) -> BenchResult<Value> {
+    let started = Instant::now();
+    let mut out = if params.local {
+        run_local(&params)?
+    } else {
+        Map::new()
+    };
+    if params.redis_url.is_some() || params.postgres_url.is_some() {
+        let w = Arc::new(Workload::generate(params.remote_sessions, params.seed));
+        let mut problems = Vec::new();
+        if let Some(url) = &params.redis_url {
+            let p = redis_run::RedisParams {
+                url: url.clone(),
+                ops: params.redis_ops,
+                hot_ops: params.redis_hot_ops,
+                rounds: params.rounds,
+            };
+            out.insert("redis".into(), redis_run::run(&w, &p, &mut problems)?);
+        }
+        if let Some(url) = &params.postgres_url {
+            let p = pg_run::PgParams {
+                url: url.clone(),
+                ops: params.pg_ops,
+                cache_ops: params.pg_cache_ops,
+                rounds: params.rounds,
+            };
+            out.insert("postgres".into(), pg_run::run(&w, &p, &mut problems)?);
+        }
+        if !problems.is_empty() {
+            return Err(format!("wrong answers, so no figures:\n{}", problems.join("\n")).into());
+        }
+        out.insert(
+            "remote_workload".into(),
+            json!({
+                "sessions": w.len(),
+                "users": w.users.len(),
+                "permissions_per_session": PERMS_PER_SESSION,
+                "pool": w.pool.len(),
+                "rounds": params.rounds,
+                "seed": params.seed,
+            }),
+        );
+    }
+    out.insert("verified".into(), Value::Bool(true));
+    eprintln!(
+        "psm-bench: every answer checked; done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Value::Object(out))
+}
+
+/// The memory and file providers: generates the workload, runs every measurement, verifies every
+/// tally and returns the JSON figures.
+fn run_local(params: &Params) -> BenchResult<Map<String, Value>> {
     let w = Arc::new(Workload::generate(params.sessions, params.seed));
     let step = |what: &str| {
         eprintln!(
@@ -230,11 +365,11 @@ fn run(params: Params) -> BenchResult<Value> {
         return Err(format!("wrong answers, so no figures:\n{}", problems.join("\n")).into());
     }
     eprintln!(
-        "psm-bench: every answer checked; done in {:.1} s",
+        "psm-bench: local providers checked; done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
-    Ok(json!({
+    let Value::Object(figures) = json!({
         "workload": {
             "sessions": w.len(),
             "users": w.users.len(),
@@ -278,8 +413,10 @@ fn run(params: Params) -> BenchResult<Value> {
             },
             "open": open,
         },
-        "verified": true,
-    }))
+    }) else {
+        return Err("the local figures are not a JSON object".into());
+    };
+    Ok(figures)
 }
 
 /// The highest of the rounds' rates, `null` when there is none.
@@ -318,9 +455,11 @@ mod tests {
             durable_ops: 50,
             open_sessions: 3_000,
             opens: 2,
+            ..Params::default()
         })
         .unwrap();
         assert_eq!(report["verified"], true);
+        assert!(report["redis"].is_null() && report["postgres"].is_null());
         for mode in ["single", "threads2"] {
             for op in Op::ALL {
                 assert!(
@@ -387,8 +526,110 @@ mod tests {
             "--writers 0",
             "--opens 0",
             "--open-sessions 20000000",
+            "--parts redis",
+            "--parts local,mongo",
+            "--redis-ops 0",
+            "--remote-sessions 3",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+
+        let p = parse("--redis-url redis://h:1 --postgres-url postgres://h/db --pg-ops 7").unwrap();
+        assert!(p.local);
+        assert_eq!(p.redis_url.as_deref(), Some("redis://h:1"));
+        assert_eq!(p.pg_ops, 7);
+        let p = parse("--redis-url redis://h:1 --postgres-url postgres://h/db --parts postgres")
+            .unwrap();
+        assert!(!p.local && p.redis_url.is_none() && p.postgres_url.is_some());
+    }
+
+    /// The server URL a test uses: the variable CI sets, else the conventional local server.
+    fn server(var: &str, conventional: &str) -> String {
+        std::env::var(var)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| conventional.to_owned())
+    }
+
+    /// Correctness, not speed: against real servers (`PSM_REDIS_URL`, `PSM_POSTGRES_URL`, else the
+    /// conventional local ones; the run fails loudly when they do not answer), every Redis and
+    /// PostgreSQL figure is present, every answer was checked, and nothing the run created is left.
+    #[test]
+    fn the_server_parts_answer_correctly_and_leave_nothing_behind() {
+        let postgres = server(
+            "PSM_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432/test",
+        );
+        let report = run(Params {
+            rounds: 1,
+            seed: 7,
+            local: false,
+            redis_url: Some(server("PSM_REDIS_URL", "redis://127.0.0.1:6379")),
+            postgres_url: Some(postgres.clone()),
+            remote_sessions: 300,
+            redis_ops: 1_000,
+            redis_hot_ops: 2_000,
+            pg_ops: 700,
+            pg_cache_ops: 500,
+            ..Params::default()
+        })
+        .unwrap();
+        assert_eq!(report["verified"], true);
+        assert!(report["psm"].is_null() && report["file"].is_null());
+        assert_eq!(report["remote_workload"]["sessions"], 300);
+        let r = &report["redis"];
+        for side in ["psm", "bare"] {
+            for mode in ["sequential", "concurrent"] {
+                assert!(
+                    r[side][mode]["best"].as_f64().unwrap() > 0.0,
+                    "redis {side} {mode}"
+                );
+            }
+        }
+        for mode in ["hot_single", "hot_threads2"] {
+            assert!(r["cached"][mode]["best"].as_f64().unwrap() > 0.0);
+        }
+        // psm's 300 sessions (a hash and two user indexes of 30 users) and the 300 bare sets.
+        assert!(r["cleanup"]["keys_removed"].as_u64().unwrap() >= 600);
+        assert!(r["server"].as_str().unwrap().starts_with("Redis "));
+
+        let p = &report["postgres"];
+        for side in ["psm", "bare"] {
+            for mode in ["sequential", "concurrent"] {
+                assert!(
+                    p[side][mode]["best"].as_f64().unwrap() > 0.0,
+                    "postgres {side} {mode}"
+                );
+            }
+        }
+        for figure in ["cached_fetch", "cache_get"] {
+            assert!(p["query_cache"][figure]["best"].as_f64().unwrap() > 0.0);
+        }
+        let dropped: Vec<String> = p["cleanup"]["schemas_dropped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(dropped.len(), 2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let left: i64 = rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&postgres, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_namespace WHERE nspname = ANY($1)",
+                    &[&dropped],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        });
+        assert_eq!(left, 0);
     }
 }

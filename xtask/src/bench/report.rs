@@ -2,6 +2,8 @@
 
 mod auth;
 mod file;
+mod postgres;
+mod redis;
 
 use std::fmt::Write as _;
 
@@ -93,6 +95,16 @@ pub(crate) fn render(raw: &Value, note: Option<&str>, json_name: &str) -> String
         w,
         "Bytes per session count the heap growth of the filled store divided by the number of sessions (a counting allocator in Rust, `tracemalloc` in Python).",
     );
+    let remote = &raw["psm_bench"]["remote_workload"];
+    if remote.is_object() {
+        line(
+            w,
+            &format!(
+                "The Redis and PostgreSQL providers, whose every call is a round trip, are measured on {} sessions of the same shape from the same seed, with checks cycling over the access sequence; see [Redis provider](#redis-provider) and [PostgreSQL provider](#postgresql-provider).",
+                int(&remote["sessions"])
+            ),
+        );
+    }
     line(w, "");
     commands(w, raw);
 
@@ -189,6 +201,8 @@ pub(crate) fn render(raw: &Value, note: Option<&str>, json_name: &str) -> String
     );
     line(w, "");
     file::sections(w, raw);
+    redis::sections(w, raw);
+    postgres::sections(w, raw);
     line(w, "## Targets");
     line(w, "");
     line(w, "| target | measured | result |");
@@ -259,6 +273,8 @@ fn targets(raw: &Value) -> Vec<(String, String, &'static str)> {
         verdict(c.map(|c| c >= BLOCKING_CHECKS_PER_SECOND)),
     ));
     rows.extend(file::targets(raw));
+    rows.extend(redis::targets(raw));
+    rows.extend(postgres::targets(raw));
     rows.extend(auth::targets(raw));
     rows
 }
@@ -458,9 +474,9 @@ mod tests {
         });
         let verdicts: Vec<_> = targets(&raw).into_iter().map(|(_, _, met)| met).collect();
         assert_eq!(verdicts[..5], ["met", "not met", "met", "met", "met"]);
-        // No file or criterion figures: the file provider's and the token/login targets are
-        // listed, unmeasured.
-        assert_eq!(verdicts.len(), 17);
+        // No file, Redis, PostgreSQL or criterion figures: those providers' and the token/login
+        // targets are listed, unmeasured.
+        assert_eq!(verdicts.len(), 26);
         assert!(verdicts[5..].iter().all(|&v| v == "not measured"));
         let quick = json!({ "psm_bench": raw["psm_bench"].clone(), "python": null });
         assert_eq!(targets(&quick)[2].2, "not measured");

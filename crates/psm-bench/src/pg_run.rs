@@ -1,0 +1,413 @@
+//! psm's PostgreSQL provider through the manager against a bare `tokio-postgres` prepared
+//! primary-key `SELECT` on a table of the same shape, on the same server and Tokio runtimes, in the
+//! same rounds; and the query layer's cached fetches against the cache's own reads.
+//!
+//! Sequential calls run on a current-thread runtime (as `pgbench -c 1` is one thread), concurrent
+//! calls on a two-worker runtime (as `pgbench -c 16 -j 2` uses two threads). Each runtime has its
+//! own manager and bare pool, on the same data.
+//!
+//! Everything the run creates lives in two fresh schemas, `psm_bench_<pid>_<random>` (psm's
+//! migrated tables) and the same name with `_bare` (the bare table); both are dropped with
+//! `DROP SCHEMA … CASCADE` at the end, also after a failure.
+
+use std::{ops::Range, sync::Arc};
+
+use deadpool_postgres::{Manager as PoolManager, ManagerConfig, Pool, RecyclingMethod};
+use psm::postgres::{CacheOptions, Database, PostgresConfig, PostgresStorage, SqlValue};
+use psm::{PermissionStorageManager as Manager, Ttl, memory::MemoryCache};
+use psm_core::{Cache, CacheKey, DynCache};
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+use tokio_postgres::NoTls;
+
+use crate::{
+    BenchResult,
+    ops::Op,
+    psm_run::run_op,
+    remote::{
+        Figure, SLICES, current_thread, expected_check_hits, fresh_suffix, paired, psm_checks,
+        redact, run_tasks, segments, two_workers, with_param,
+    },
+    workload::Workload,
+};
+
+/// Concurrent tasks of the concurrent measurement, and of the filling.
+pub(crate) const CONCURRENCY: usize = 16;
+/// The ttl of psm's sessions and of the cached query result (the workload's default ttl).
+const TTL: u64 = 3600;
+/// The workload position whose session the cached query reads.
+const CACHED_POSITION: usize = 0;
+
+/// Connections of the bare pool: psm-postgres's default pool size, so both sides spread their
+/// tasks over as many connections.
+pub(crate) fn bare_pool_size() -> usize {
+    PostgresConfig::default().pool_size
+}
+
+/// `url` as psm is given it: with `schema`, and without TLS unless the URL asks for it (the bare
+/// pool and pgbench connect without TLS too; loopback connections need none).
+pub(crate) fn psm_url(url: &str, schema: &str) -> String {
+    let url = with_param(url, "schema", schema);
+    if url.contains("sslmode=") {
+        url
+    } else {
+        with_param(&url, "sslmode", "disable")
+    }
+}
+
+/// What the PostgreSQL part measures.
+#[derive(Debug, Clone)]
+pub(crate) struct PgParams {
+    /// The server and database, as `postgres://user@host:port/db` with no psm options: psm's URL
+    /// adds `schema`, the bare pool connects to it as it is.
+    pub(crate) url: String,
+    /// Checks per measurement, sequential and concurrent alike.
+    pub(crate) ops: usize,
+    /// Cache reads per measurement of the query layer's cache.
+    pub(crate) cache_ops: usize,
+    pub(crate) rounds: u32,
+}
+
+/// The bare side: a pool and the query, prepared once per connection.
+#[derive(Debug)]
+struct Bare {
+    pool: Pool,
+    check_sql: String,
+}
+
+impl Bare {
+    /// The prepared `SELECT` for the run positions `range`, each on a connection taken from the
+    /// pool for the call (as a store does); returns the `true` answers.
+    async fn checks(&self, w: &Workload, range: Range<usize>) -> BenchResult<u64> {
+        let mut hits = 0;
+        for segment in segments(range, w.len()) {
+            for j in segment {
+                let client = self.pool.get().await?;
+                let statement = client.prepare_cached(&self.check_sql).await?;
+                let id = w.read_ids[j].as_str();
+                let permission = w.pool[w.check[j]].as_str();
+                if let Some(row) = client.query_opt(&statement, &[&id, &permission]).await? {
+                    hits += u64::from(row.try_get::<_, Option<bool>>(0)?.unwrap_or(false));
+                }
+            }
+        }
+        Ok(hits)
+    }
+}
+
+/// A bare pool on `url` (connections are made on the runtime that first uses them).
+fn bare_pool(url: &str) -> BenchResult<Pool> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        format!("bad --postgres-url (psm-bench wants postgres://user@host:port/db): {e}")
+    })?;
+    let manager = PoolManager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager).max_size(bare_pool_size()).build()?)
+}
+
+/// psm's manager on `schema` and a bare pool, on the current runtime.
+async fn connect_side(
+    p: &PgParams,
+    schema: &str,
+    check_sql: &str,
+) -> BenchResult<(Manager, Arc<Bare>)> {
+    let m = Manager::builder()
+        .url(psm_url(&p.url, schema))
+        .default_ttl(Some(TTL))
+        .build()
+        .await?;
+    let bare = Arc::new(Bare {
+        pool: bare_pool(&p.url)?,
+        check_sql: check_sql.to_owned(),
+    });
+    Ok((m, bare))
+}
+
+/// Creates the bare table, measures every round and drops both schemas; returns the JSON figures.
+/// Wrong answers are added to `problems`.
+pub(crate) fn run(
+    w: &Arc<Workload>,
+    p: &PgParams,
+    problems: &mut Vec<String>,
+) -> BenchResult<Value> {
+    let multi = two_workers()?;
+    let single = current_thread()?;
+    let schema = format!("psm_bench_{}", fresh_suffix());
+    let bare_schema = format!("{schema}_bare");
+    let admin = bare_pool(&p.url)?;
+    let version = multi.block_on(async {
+        let client = admin.get().await.map_err(|e| {
+            format!(
+                "cannot connect to PostgreSQL at {} (set PSM_POSTGRES_URL to a server that answers): {e}",
+                redact(&p.url)
+            )
+        })?;
+        let version: String = client
+            .query_one("SELECT current_setting('server_version')", &[])
+            .await?
+            .try_get(0)?;
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {bare_schema}; \
+                 CREATE TABLE {bare_schema}.sessions (id text PRIMARY KEY, permissions text[] NOT NULL)"
+            ))
+            .await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(version)
+    })?;
+    let measured = measure(
+        w,
+        p,
+        &schema,
+        &bare_schema,
+        &admin,
+        [&single, &multi],
+        problems,
+    );
+    let dropped = multi.block_on(drop_schemas(&admin, &[&schema, &bare_schema]));
+    let mut out = measured?;
+    dropped?;
+    out["cleanup"] = json!({ "schemas_dropped": [schema, bare_schema] });
+    out["server"] = Value::from(format!("PostgreSQL {version}"));
+    Ok(out)
+}
+
+/// Fills both sides through `admin`'s runtime (`multi`), then runs the interleaved rounds:
+/// sequential ones and the query cache's on `single`, concurrent ones on `multi`.
+fn measure(
+    w: &Arc<Workload>,
+    p: &PgParams,
+    schema: &str,
+    bare_schema: &str,
+    admin: &Pool,
+    [single, multi]: [&Runtime; 2],
+    problems: &mut Vec<String>,
+) -> BenchResult<Value> {
+    let n = w.len();
+    let check_sql =
+        format!("SELECT $2 = ANY(permissions) FROM {bare_schema}.sessions WHERE id = $1");
+    let (mm, mbare) = multi.block_on(connect_side(p, schema, &check_sql))?;
+
+    eprintln!("psm-bench: postgres: storing {n} sessions through psm and into the bare table");
+    let (fill, stored) = multi.block_on(run_tasks(0..n, CONCURRENCY, |range| {
+        let (m, w) = (mm.clone(), Arc::clone(w));
+        async move { Ok(run_op(&m, &w, Op::Store, range).await?) }
+    }))?;
+    if stored != n as u64 {
+        problems.push(format!(
+            "postgres psm fill: {stored} of {n} stores answered true"
+        ));
+    }
+    let psm_fill_rate = n as f64 / fill.as_secs_f64().max(1e-9);
+    let insert_sql =
+        format!("INSERT INTO {bare_schema}.sessions (id, permissions) VALUES ($1, $2)");
+    let (_, inserted) = multi.block_on(run_tasks(0..n, CONCURRENCY, |range| {
+        let (pool, w, sql) = (admin.clone(), Arc::clone(w), insert_sql.clone());
+        async move {
+            // One transaction per task: the filling is not measured, so it needs no fsync per row.
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            let statement = tx.prepare_cached(&sql).await?;
+            let mut inserted = 0;
+            for k in range {
+                let s = w.insert_order[k];
+                let perms: Vec<&str> = w.perms_of(s).collect();
+                inserted += tx.execute(&statement, &[&w.sessions[s], &perms]).await?;
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        }
+    }))?;
+    if inserted != n as u64 {
+        problems.push(format!(
+            "postgres bare fill: {inserted} of {n} rows inserted"
+        ));
+    }
+
+    let (sm, sbare) = single.block_on(connect_side(p, schema, &check_sql))?;
+    // The query layer of a second storage on psm's schema, caching in a memory cache, and a key
+    // of the same shape in the same cache holding the same bytes for the bare `get`.
+    let (storage, query) = single.block_on(async {
+        let storage =
+            PostgresStorage::connect(PostgresConfig::from_url(&psm_url(&p.url, schema))?).await?;
+        let cache = Arc::new(MemoryCache::new());
+        let ttl = Ttl::from_secs(TTL)?;
+        let db = storage
+            .database()
+            .with_cache(Arc::clone(&cache) as DynCache, ttl);
+        let query = CachedQuery::prepare(w, db, bare_schema, &cache, ttl).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((storage, Arc::new(query)))
+    })?;
+
+    let (mut psm_seq, mut bare_seq) = (Figure::default(), Figure::default());
+    let (mut psm_conc, mut bare_conc) = (Figure::default(), Figure::default());
+    let (mut cached_fetch, mut cache_get) = (Figure::default(), Figure::default());
+    let ops = p.ops;
+    let expected = expected_check_hits(0..ops, n);
+    let cache_ops = p.cache_ops;
+    for round in 1..=p.rounds {
+        eprintln!(
+            "psm-bench: postgres round {round}: {ops} checks by psm and by the bare pool, alternating in {SLICES} slices, from 1 task and from {CONCURRENCY}"
+        );
+        for (rt, m, bare, tasks, psm_fig, bare_fig) in [
+            (single, &sm, &sbare, 1, &mut psm_seq, &mut bare_seq),
+            (
+                multi,
+                &mm,
+                &mbare,
+                CONCURRENCY,
+                &mut psm_conc,
+                &mut bare_conc,
+            ),
+        ] {
+            let [psm_side, bare_side] = rt.block_on(paired(
+                ops,
+                tasks,
+                |range| {
+                    let (m, w) = (m.clone(), Arc::clone(w));
+                    async move { Ok(psm_checks(&m, &w, range, w.len()).await?) }
+                },
+                |range| {
+                    let (bare, w) = (Arc::clone(bare), Arc::clone(w));
+                    async move { bare.checks(&w, range).await }
+                },
+            ))?;
+            psm_fig.record_side(ops, psm_side, expected);
+            bare_fig.record_side(ops, bare_side, expected);
+        }
+        eprintln!(
+            "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches and as many cache reads, alternating in {SLICES} slices"
+        );
+        let [fetch_side, get_side] = single.block_on(paired(
+            cache_ops,
+            1,
+            |range| {
+                let query = Arc::clone(&query);
+                async move { query.fetches(range.len()).await }
+            },
+            |range| {
+                let query = Arc::clone(&query);
+                async move { query.gets(range.len()).await }
+            },
+        ))?;
+        cached_fetch.record_side(cache_ops, fetch_side, cache_ops as u64);
+        cache_get.record_side(cache_ops, get_side, cache_ops as u64);
+    }
+    single.block_on(async {
+        sm.close().await?;
+        storage.close().await
+    })?;
+    multi.block_on(mm.close())?;
+
+    psm_seq.verify("postgres psm sequential", problems);
+    bare_seq.verify("postgres bare sequential", problems);
+    psm_conc.verify("postgres psm concurrent", problems);
+    bare_conc.verify("postgres bare concurrent", problems);
+    cached_fetch.verify("postgres cached fetch", problems);
+    cache_get.verify("postgres cache get", problems);
+    Ok(json!({
+        "url": redact(&p.url),
+        "sessions": n,
+        "ops": ops,
+        "concurrency": CONCURRENCY,
+        "bare_pool": bare_pool_size(),
+        "rounds": p.rounds,
+        "psm_store_concurrent": psm_fill_rate,
+        "psm": { "sequential": psm_seq.to_json(), "concurrent": psm_conc.to_json() },
+        "bare": { "sequential": bare_seq.to_json(), "concurrent": bare_conc.to_json() },
+        "query_cache": {
+            "ops": cache_ops,
+            "sql": query.sql,
+            "value_bytes": query.bytes.len(),
+            "cached_fetch": cached_fetch.to_json(),
+            "cache_get": cache_get.to_json(),
+        },
+    }))
+}
+
+/// One cached query of the query layer, and the same bytes under a key of the same shape read
+/// straight from the cache.
+#[derive(Debug)]
+struct CachedQuery {
+    db: Database,
+    sql: String,
+    params: Vec<SqlValue>,
+    options: CacheOptions,
+    cache: Arc<MemoryCache>,
+    key: CacheKey,
+    bytes: Vec<u8>,
+}
+
+impl CachedQuery {
+    /// Reads the row of one session through the query layer (filling the cache), checks it, and
+    /// stores its encoded rows under the bare key.
+    async fn prepare(
+        w: &Workload,
+        db: Database,
+        bare_schema: &str,
+        cache: &Arc<MemoryCache>,
+        ttl: Ttl,
+    ) -> BenchResult<Self> {
+        let s = w.order[CACHED_POSITION];
+        let sql = format!("SELECT id, permissions FROM {bare_schema}.sessions WHERE id = $1");
+        let params = vec![SqlValue::Text(w.sessions[s].clone())];
+        let options = CacheOptions::default();
+        let rows = db.fetch_json_cached(&sql, &params, &options).await?;
+        let perms: Vec<&str> = w.perms_of(s).collect();
+        let expected = json!([{ "id": w.sessions[s], "permissions": perms }]);
+        if Value::from(rows.clone()) != expected {
+            return Err(format!("the cached query read {rows:?}, expected {expected}").into());
+        }
+        let bytes = serde_json::to_vec(&rows)?;
+        // The query layer's keys are `psm:pg:<schema>:q:<64 hex digits>`.
+        let key = CacheKey::parse(&format!("psm:pg:{bare_schema}:q:{}", "0".repeat(64)))?;
+        cache.set(&key, &bytes, ttl, &[]).await?;
+        Ok(Self {
+            db,
+            sql,
+            params,
+            options,
+            cache: Arc::clone(cache),
+            key,
+            bytes,
+        })
+    }
+
+    /// `calls` cached fetches; returns how many answered the one expected row.
+    async fn fetches(&self, calls: usize) -> BenchResult<u64> {
+        let mut hits = 0;
+        for _ in 0..calls {
+            let rows = self
+                .db
+                .fetch_json_cached(&self.sql, &self.params, &self.options)
+                .await?;
+            hits += u64::from(rows.len() == 1);
+        }
+        Ok(hits)
+    }
+
+    /// `calls` reads of the bare key; returns how many answered the stored bytes' length.
+    async fn gets(&self, calls: usize) -> BenchResult<u64> {
+        let mut hits = 0;
+        for _ in 0..calls {
+            let value = self.cache.get(&self.key).await?;
+            hits += u64::from(value.is_some_and(|v| v.len() == self.bytes.len()));
+        }
+        Ok(hits)
+    }
+}
+
+/// `DROP SCHEMA … CASCADE` for each of `schemas` that exists.
+async fn drop_schemas(pool: &Pool, schemas: &[&str]) -> BenchResult<()> {
+    let client = pool.get().await?;
+    for schema in schemas {
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await?;
+    }
+    Ok(())
+}
