@@ -197,3 +197,21 @@ pub(crate) fn unique_name(tag: &str) -> String {
         .collect();
     format!("{tag}_{}_{hex}", std::process::id())
 }
+
+/// The names `available_providers` lists in this build (`extra` first, then the built-ins of the
+/// enabled features), sorted.
+pub(crate) fn builtins(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut names = extra.to_vec();
+    names.extend(["memory"]);
+    if cfg!(feature = "file") {
+        names.push("file");
+    }
+    if cfg!(feature = "redis") {
+        names.push("redis");
+    }
+    if cfg!(feature = "postgres") {
+        names.push("postgres");
+    }
+    names.sort_unstable();
+    names
+}
