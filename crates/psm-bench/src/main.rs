@@ -443,8 +443,15 @@ mod tests {
     /// Correctness, not speed: at N = 1,000 every mode answers what the workload dictates (half the
     /// checks true, every stored session found, listed and invalidated; the file stores hold every
     /// session after reopening) and every figure is present.
+    /// The byte counts come from a process-wide counting allocator, so no two tests of this binary
+    /// may allocate at the same time.
+    static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn a_small_run_answers_correctly_and_reports_every_figure() {
+        let _serial = MEASURING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tmp = tempfile::tempdir().unwrap();
         let report = run(Params {
             sessions: 1_000,
@@ -509,6 +516,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_arguments() {
+        let _serial = MEASURING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let parse = |line: &str| parse_args(line.split_whitespace().map(str::to_owned));
         assert_eq!(parse("--sessions 500 --rounds 2").unwrap().sessions, 500);
         let p = parse("--file-dir /x/y --writers 8 --durable-ops 9 --open-sessions 10 --opens 2")
@@ -556,6 +566,9 @@ mod tests {
     /// PostgreSQL figure is present, every answer was checked, and nothing the run created is left.
     #[test]
     fn the_server_parts_answer_correctly_and_leave_nothing_behind() {
+        let _serial = MEASURING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let postgres = server(
             "PSM_POSTGRES_URL",
             "postgres://postgres@127.0.0.1:5432/test",
