@@ -20,10 +20,11 @@ pub use registry::{ProviderFactory, ProviderRegistry};
 /// URLs, config merging).
 pub use psm_core::util;
 pub use psm_core::{
-    Capabilities, Clock, DynClock, DynPermissionStore, Error, ErrorKind, LimitPolicy, ManualClock,
-    Metadata, NewSession, Page, Permission, PermissionCheck, PermissionList, PermissionRef,
-    PermissionStore, Result, SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit,
-    SystemClock, Timestamp, Ttl, UserId, async_trait, is_valid_permission, is_valid_session_id,
+    Cache, CacheKey, CacheTag, Capabilities, Clock, DynCache, DynClock, DynPermissionStore,
+    DynTokenStateStore, DynUserStore, Error, ErrorKind, LimitPolicy, ManualClock, Metadata,
+    NewSession, Page, Permission, PermissionCheck, PermissionList, PermissionRef, PermissionStore,
+    Result, SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit, SystemClock, Timestamp,
+    TokenStateStore, Ttl, UserId, UserStore, async_trait, is_valid_permission, is_valid_session_id,
     is_valid_user_id, redact_id,
 };
 

@@ -1,0 +1,206 @@
+//! Prometheus metrics: requests by route and status with latency histograms, store operations by
+//! provider and kind, and pool gauges read at scrape time.
+//!
+//! Each [`Api`](crate::Api) owns its recorder (no process-global state), so several servers, or
+//! tests, in one process keep their figures apart.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use metrics::{Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::Api;
+
+const REQUESTS: &str = "psm_http_requests_total";
+const REQUEST_SECONDS: &str = "psm_http_request_duration_seconds";
+const STORE_OPS: &str = "psm_store_operations_total";
+const STORE_SECONDS: &str = "psm_store_operation_duration_seconds";
+const POOL: &str = "psm_pool_connections";
+
+/// Latency buckets in seconds, from 100 µs to 10 s.
+const BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+
+static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+
+/// A connection pool's state, read for the `psm_pool_connections` gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolGauge {
+    /// Connections open.
+    pub size: usize,
+    /// Connections idle.
+    pub available: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
+    /// The configured maximum.
+    pub max_size: usize,
+}
+
+/// Reads a pool's state at scrape time.
+pub type PoolSource = Arc<dyn Fn() -> PoolGauge + Send + Sync>;
+
+/// The metrics of one API.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    pools: Vec<(String, PoolSource)>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field(
+                "pools",
+                &self.pools.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new(pools: Vec<(String, PoolSource)>) -> Self {
+        let builder = PrometheusBuilder::new();
+        // Buckets make histograms (not summaries); the matchers cannot fail for these names.
+        let builder = match builder
+            .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.to_owned()), &BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(STORE_SECONDS.to_owned()), &BUCKETS)
+            }) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "latency buckets refused; histograms become summaries");
+                PrometheusBuilder::new()
+            }
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        recorder.describe_counter(
+            REQUESTS.into(),
+            None,
+            "HTTP requests by method, route and status".into(),
+        );
+        recorder.describe_histogram(
+            REQUEST_SECONDS.into(),
+            Some(Unit::Seconds),
+            "HTTP request latency by method, route and status".into(),
+        );
+        recorder.describe_counter(
+            STORE_OPS.into(),
+            None,
+            "store operations by provider, operation and result (ok or an error code)".into(),
+        );
+        recorder.describe_histogram(
+            STORE_SECONDS.into(),
+            Some(Unit::Seconds),
+            "store operation latency by provider and operation".into(),
+        );
+        recorder.describe_gauge(
+            POOL.into(),
+            None,
+            "connection pool state by provider and state (size, available, waiting, max)".into(),
+        );
+        Self {
+            recorder: Arc::new(recorder),
+            handle,
+            pools,
+        }
+    }
+
+    /// Counts one request.
+    fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let labels = vec![
+            Label::new("method", method.to_owned()),
+            Label::new("route", route.to_owned()),
+            Label::new("status", status.to_string()),
+        ];
+        self.recorder
+            .register_counter(&Key::from_parts(REQUESTS, labels.clone()), &METADATA)
+            .increment(1);
+        self.recorder
+            .register_histogram(&Key::from_parts(REQUEST_SECONDS, labels), &METADATA)
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// Counts one store operation of `provider`.
+    pub(crate) fn store_op(
+        &self,
+        provider: &str,
+        operation: &'static str,
+        result: &'static str,
+        elapsed: Duration,
+    ) {
+        let provider = Label::new("provider", provider.to_owned());
+        let operation = Label::new("operation", operation);
+        self.recorder
+            .register_counter(
+                &Key::from_parts(
+                    STORE_OPS,
+                    vec![
+                        provider.clone(),
+                        operation.clone(),
+                        Label::new("result", result),
+                    ],
+                ),
+                &METADATA,
+            )
+            .increment(1);
+        self.recorder
+            .register_histogram(
+                &Key::from_parts(STORE_SECONDS, vec![provider, operation]),
+                &METADATA,
+            )
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition, with the pool gauges read now.
+    pub(crate) fn render(&self) -> String {
+        for (provider, source) in &self.pools {
+            let gauge = source();
+            for (state, value) in [
+                ("size", gauge.size),
+                ("available", gauge.available),
+                ("waiting", gauge.waiting),
+                ("max", gauge.max_size),
+            ] {
+                let labels = vec![
+                    Label::new("provider", provider.clone()),
+                    Label::new("state", state),
+                ];
+                #[allow(clippy::cast_precision_loss)] // pool sizes are far below 2^52
+                self.recorder
+                    .register_gauge(&Key::from_parts(POOL, labels), &METADATA)
+                    .set(value as f64);
+            }
+        }
+        self.handle.render()
+    }
+}
+
+/// Middleware: times every request and counts it under its route template (never the raw path,
+/// so ids do not become label values).
+pub(crate) async fn track(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    api.metrics()
+        .request(&method, &route, response.status().as_u16(), start.elapsed());
+    response
+}

@@ -1,0 +1,633 @@
+//! The routes over a real socket: admin session operations, the caller's own sessions, users,
+//! health, metrics, OpenAPI, throttling, timeouts and an unavailable store.
+
+use std::time::Duration;
+
+use psm_http::HttpConfig;
+use serde_json::{Value, json};
+
+use crate::support::{
+    admin_token, auth, cheap_config, keys, problem, serve, serve_with, user_token,
+};
+
+#[tokio::test]
+async fn every_manager_operation_is_served_to_an_admin() {
+    let server = serve().await;
+    let admin = admin_token(&server).await;
+    let c = &server.client;
+    let url = |p: &str| server.url(p);
+
+    let r = c
+        .put(url("/v1/sessions/sess_1"))
+        .bearer_auth(&admin)
+        .json(&json!({"user_id": "alice", "permissions": ["read", "write"], "ttl": 100, "metadata": {"ip": "1.2.3.4"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["stored"], true);
+
+    let info: Value = c
+        .get(url("/v1/sessions/sess_1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["user_id"], "alice");
+    assert_eq!(info["permissions"], json!(["read", "write"]));
+    assert_eq!(info["metadata"], json!({"ip": "1.2.3.4"}));
+    assert_eq!(info["ttl_remaining"], 100);
+    assert_eq!(info["has_ttl"], true);
+    assert_eq!(info["provider"], "memory");
+
+    let check = |perm: &'static str| {
+        c.get(url(&format!("/v1/sessions/sess_1/check?permission={perm}")))
+            .bearer_auth(&admin)
+            .send()
+    };
+    assert_eq!(
+        check("read").await.unwrap().json::<Value>().await.unwrap()["granted"],
+        true
+    );
+    assert_eq!(
+        check("admin").await.unwrap().json::<Value>().await.unwrap()["granted"],
+        false
+    );
+    let many: Value = c
+        .post(url("/v1/sessions/sess_1/check"))
+        .bearer_auth(&admin)
+        .json(&json!({"permissions": ["write", "nope"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        many,
+        json!({"results": [{"permission": "write", "granted": true}, {"permission": "nope", "granted": false}], "all": false, "any": true})
+    );
+
+    let r = c
+        .put(url("/v1/sessions/sess_1/permissions"))
+        .bearer_auth(&admin)
+        .json(&json!({"permissions": ["admin"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let data: Value = c
+        .get(url("/v1/sessions/sess_1/permissions"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(data["permissions"], json!(["admin"]));
+    let r = c
+        .post(url("/v1/sessions/sess_1/extend"))
+        .bearer_auth(&admin)
+        .json(&json!({"ttl": 5000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let info = server
+        .api
+        .manager()
+        .get_session_info("sess_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.ttl_remaining, Some(5000));
+
+    // create_session under a limit: the second is refused with policy reject.
+    let create = |policy: &'static str| {
+        c.post(url("/v1/sessions"))
+            .bearer_auth(&admin)
+            .json(&json!({"user_id": "bob", "permissions": ["read"], "max_sessions": 1, "policy": policy}))
+            .send()
+    };
+    let r = create("reject").await.unwrap();
+    assert_eq!(r.status(), 201);
+    let first: Value = r.json().await.unwrap();
+    problem(
+        create("reject").await.unwrap(),
+        409,
+        "session_limit_reached",
+    )
+    .await;
+    let second: Value = create("evict_oldest").await.unwrap().json().await.unwrap();
+    assert_eq!(second["evicted"], json!([first["session_id"]]));
+    let r = c
+        .post(url("/v1/sessions"))
+        .bearer_auth(&admin)
+        .json(&json!({"user_id": "bob", "permissions": ["read"], "session_id": "sess_1"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "session_exists").await;
+
+    let list: Value = c
+        .get(url("/v1/sessions?user_id=bob"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["sessions"], json!([second["session_id"]]));
+    let all: Value = c
+        .get(url("/v1/sessions?limit=10"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // sess_1, bob's, and the admin's login session.
+    assert_eq!(all["sessions"].as_array().unwrap().len(), 3, "{all}");
+
+    let cleaned: Value = c
+        .post(url("/v1/sessions/cleanup"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleaned["count"], 0);
+    let ended: Value = c
+        .delete(url("/v1/users/bob/sessions"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ended["count"], 1);
+
+    assert_eq!(
+        c.delete(url("/v1/sessions/sess_1"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = c
+        .delete(url("/v1/sessions/sess_1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404, "session_not_found").await;
+    let r = c
+        .get(url("/v1/sessions/sess_1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404, "session_not_found").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_callers_without_psm_admin() {
+    let server = serve().await;
+    let user = user_token(&server, "plain@example.com", &["read"]).await;
+    server
+        .api
+        .manager()
+        .store_permissions("sess_x", "someone", ["read"], None, None)
+        .await
+        .unwrap();
+    for (method, path) in [
+        ("GET", "/v1/sessions"),
+        ("GET", "/v1/sessions/sess_x"),
+        ("DELETE", "/v1/sessions/sess_x"),
+        ("GET", "/v1/sessions/sess_x/check?permission=read"),
+        ("POST", "/v1/sessions/cleanup"),
+        ("DELETE", "/v1/users/someone/sessions"),
+    ] {
+        let r = server
+            .client
+            .request(method.parse().unwrap(), server.url(path))
+            .bearer_auth(&user)
+            .send()
+            .await
+            .unwrap();
+        problem(r, 403, "forbidden").await;
+    }
+    assert!(
+        server
+            .api
+            .manager()
+            .get_permissions("sess_x")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn callers_see_and_end_only_their_own_sessions() {
+    let server = serve().await;
+    let alice = user_token(&server, "alice@example.com", &["read"]).await;
+    let bob = user_token(&server, "bob@example.com", &["read"]).await;
+    let c = &server.client;
+    let me: Value = c
+        .get(server.url("/v1/me"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["permissions"], json!(["read"]));
+    let mine: Value = c
+        .get(server.url("/v1/me/sessions"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["session_id"], me["session_id"]);
+    assert_eq!(mine[0]["metadata"]["created_via"], "auth");
+
+    let bob_sid = server
+        .api
+        .auth()
+        .token_service()
+        .verify_access(&bob)
+        .unwrap()
+        .sid;
+    let r = c
+        .delete(server.url(&format!("/v1/me/sessions/{bob_sid}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404, "not_found").await;
+    assert!(
+        server
+            .api
+            .manager()
+            .get_permissions(&bob_sid)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Alice reads herself, not Bob.
+    let alice_id = me["user_id"].as_str().unwrap();
+    let bob_id = server
+        .api
+        .auth()
+        .token_service()
+        .verify_access(&bob)
+        .unwrap()
+        .sub;
+    let r = c
+        .get(server.url(&format!("/v1/users/{alice_id}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["email"], "alice@example.com");
+    assert!(user.get("password_hash").is_none(), "{user}");
+    let r = c
+        .get(server.url(&format!("/v1/users/{bob_id}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "forbidden").await;
+
+    let sid = me["session_id"].as_str().unwrap();
+    let r = c
+        .delete(server.url(&format!("/v1/me/sessions/{sid}")))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(server.url("/v1/me"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401, "token_revoked").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admins_create_read_and_delete_users() {
+    let server = serve().await;
+    let admin = admin_token(&server).await;
+    let c = &server.client;
+    let r = c
+        .post(server.url("/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "ops", "email": "ops@example.com", "password": "another long one", "permissions": ["psm:admin", "read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["permissions"], json!(["psm:admin", "read"]));
+    let id = user["id"].as_str().unwrap();
+    let r = c
+        .post(server.url("/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "ops2", "email": "OPS@example.com", "password": "another long one", "permissions": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "user_exists").await;
+    let got: Value = c
+        .get(server.url(&format!("/v1/users/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["username"], "ops");
+    assert_eq!(
+        c.delete(server.url(&format!("/v1/users/{id}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = c
+        .get(server.url(&format!("/v1/users/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404, "user_not_found").await;
+    let r = c
+        .delete(server.url(&format!("/v1/users/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404, "user_not_found").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn closed_registration_is_refused() {
+    let config = HttpConfig {
+        registration: false,
+        ..HttpConfig::default()
+    };
+    let server = serve_with(auth(), config).await;
+    let r = server
+        .client
+        .post(server.url("/v1/auth/register"))
+        .json(&json!({"username": "eve", "email": "eve@example.com", "password": "long enough pw"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 403, "registration_closed").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_get_429_with_retry_after() {
+    let mut config = cheap_config();
+    config.throttle.max_failures_per_account = 2;
+    let auth = psm::auth::AuthService::memory(keys(), config).unwrap();
+    let server = serve_with(auth, HttpConfig::default()).await;
+    let _ = user_token(&server, "target@example.com", &["read"]).await;
+    let login = || {
+        server
+            .client
+            .post(server.url("/v1/auth/login"))
+            .json(&json!({"email": "target@example.com", "password": "wrong password!"}))
+            .send()
+    };
+    problem(login().await.unwrap(), 401, "invalid_credentials").await;
+    problem(login().await.unwrap(), 401, "invalid_credentials").await;
+    let r = login().await.unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let body = problem(r, 429, "rate_limited").await;
+    assert_eq!(body["retry_after"], retry);
+    assert_eq!(body["scope"], "account");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_over_its_time_gets_503_request_timeout() {
+    let config = HttpConfig {
+        request_timeout: Duration::ZERO,
+        ..HttpConfig::default()
+    };
+    let server = serve_with(auth(), config).await;
+    // Registration hashes on the hashing threads, so it is never ready at the first poll.
+    let r = server
+        .client
+        .post(server.url("/v1/auth/register"))
+        .json(
+            &json!({"username": "slow", "email": "slow@example.com", "password": "long enough pw"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "1");
+    problem(r, 503, "request_timeout").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_store_gets_503_and_readyz_says_which() {
+    let server = serve().await;
+    let admin = admin_token(&server).await;
+    let ready: Value = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready,
+        json!({"status": "ok", "checks": {"sessions": "ok", "users": "ok"}})
+    );
+    server.api.manager().close().await.unwrap();
+    let r = server
+        .client
+        .get(server.url("/v1/sessions/sess_1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "1");
+    problem(r, 503, "provider_not_initialized").await;
+    let r = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let ready: Value = r.json().await.unwrap();
+    assert_eq!(ready["status"], "unavailable");
+    assert_eq!(ready["checks"]["sessions"], "provider_not_initialized");
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_store_operations_by_provider() {
+    let server = serve().await;
+    let admin = admin_token(&server).await;
+    for _ in 0..3 {
+        let r = server
+            .client
+            .get(server.url("/v1/sessions/sess_q/check?permission=read"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("psm_http_requests_total{")
+                && l.contains("route=\"/v1/sessions/{id}/check\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no request counter in\n{text}"));
+    assert!(line.ends_with(" 3"), "{line}");
+    assert!(!text.contains("sess_q"), "a session id became a label");
+    assert!(
+        text.contains("psm_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("psm_store_operations_total{")
+                && l.contains("provider=\"memory\"")
+                && l.contains("operation=\"check_permission\"")
+                && l.contains("result=\"ok\"")
+                && l.ends_with(" 3")),
+        "{text}"
+    );
+    assert!(
+        text.contains("psm_store_operation_duration_seconds_bucket{"),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_with_problem_responses() {
+    let server = serve().await;
+    let doc: Value = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/v1/auth/register", &["post"][..]),
+        ("/v1/auth/login", &["post"]),
+        ("/v1/auth/refresh", &["post"]),
+        ("/v1/auth/logout", &["post"]),
+        ("/v1/auth/revoke-all", &["post"]),
+        ("/v1/me", &["get"]),
+        ("/v1/me/sessions", &["get"]),
+        ("/v1/me/sessions/{id}", &["delete"]),
+        ("/v1/sessions", &["get", "post"]),
+        ("/v1/sessions/cleanup", &["post"]),
+        ("/v1/sessions/{id}", &["get", "put", "delete"]),
+        ("/v1/sessions/{id}/permissions", &["get", "put"]),
+        ("/v1/sessions/{id}/extend", &["post"]),
+        ("/v1/sessions/{id}/check", &["get", "post"]),
+        ("/v1/users", &["post"]),
+        ("/v1/users/{id}", &["get", "delete"]),
+        ("/v1/users/{id}/sessions", &["delete"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        for method in methods {
+            let op = &paths[path][*method];
+            assert!(op.is_object(), "{method} {path} missing");
+            if !path.starts_with("/healthz")
+                && !path.starts_with("/readyz")
+                && !path.starts_with("/metrics")
+            {
+                let r = &op["responses"];
+                for status in ["400", "500", "503"] {
+                    assert!(
+                        r[status]["content"]["application/problem+json"].is_object(),
+                        "{method} {path} lacks a {status} problem"
+                    );
+                }
+            }
+        }
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    server.stop().await;
+}
