@@ -5,15 +5,18 @@
 
 use deadpool_postgres::{PoolError, TimeoutType};
 use psm_core::{Error, ErrorKind};
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{Severity, SqlState};
 
 use crate::PROVIDER;
 
 /// Maps a tokio-postgres error raised while running `op`.
 ///
 /// - statement timeout or cancel (57014) → `OperationTimeout`;
-/// - a closed connection, an I/O error, SQLSTATE class 08 or an administrator shutdown (57P0x) →
+/// - a closed connection, an I/O error, SQLSTATE class 08, an administrator shutdown (57P0x), too
+///   many connections (53300), any `FATAL`/`PANIC` response, and the driver's own connection
+///   failures without a SQLSTATE (unexpected or unparsable replies, TLS, connect, timeout) →
 ///   `ProviderConnection`;
+/// - the driver refusing to authenticate with this configuration → `ProviderConfiguration`;
 /// - a unique violation (23505) → `Concurrency` (callers turn it into their domain kind);
 /// - a serialization failure or deadlock (40001, 40P01) → `Concurrency`;
 /// - anything else → `Provider`.
@@ -35,12 +38,22 @@ pub(crate) fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
 }
 
 fn classify(e: &tokio_postgres::Error) -> (ErrorKind, &'static str) {
-    if let Some(code) = e.code() {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
         let c = code.code();
         return if code == &SqlState::QUERY_CANCELED {
             (ErrorKind::OperationTimeout, "statement timed out")
         } else if c.starts_with("08") || c.starts_with("57P") || c == "53300" {
             (ErrorKind::ProviderConnection, "connection lost")
+        } else if matches!(
+            db.parsed_severity(),
+            Some(Severity::Fatal | Severity::Panic)
+        ) {
+            // The server ended the session, whatever the code says: the connection is gone.
+            (
+                ErrorKind::ProviderConnection,
+                "the server closed the connection",
+            )
         } else if code == &SqlState::UNIQUE_VIOLATION {
             (ErrorKind::Concurrency, "unique violation")
         } else if code == &SqlState::T_R_SERIALIZATION_FAILURE
@@ -54,14 +67,48 @@ fn classify(e: &tokio_postgres::Error) -> (ErrorKind, &'static str) {
     if e.is_closed() || has_io_source(e) {
         return (ErrorKind::ProviderConnection, "connection lost");
     }
+    match driver_kind(e) {
+        DriverKind::Connection => (ErrorKind::ProviderConnection, "connection lost"),
+        DriverKind::Permanent => (ErrorKind::ProviderConfiguration, "connection refused"),
+        DriverKind::Other => (ErrorKind::Provider, "driver error"),
+    }
+}
+
+/// What a driver error without a server error response means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriverKind {
+    /// The connection is unreachable or no longer usable: I/O, closed, TLS, a reply the protocol
+    /// does not allow there (the stream is out of step), a timeout, a failed connect.
+    Connection,
+    /// The client's own configuration refuses to connect (authentication method or password
+    /// missing, invalid settings).
+    Permanent,
+    /// Encoding parameters, decoding columns, row counts: a programming or data error.
+    Other,
+}
+
+/// tokio-postgres keeps its error kind private; its `Display` starts with a fixed text per kind
+/// (see `tokio_postgres::error::Kind`), which is what this matches.
+fn driver_kind(e: &tokio_postgres::Error) -> DriverKind {
     let text = e.to_string();
-    if text.contains("timeout") || text.contains("timed out") {
-        return (ErrorKind::ProviderConnection, "connection timed out");
+    const CONNECTION: &[&str] = &[
+        "error communicating with the server",
+        "unexpected message from server",
+        "error performing TLS handshake",
+        "connection closed",
+        "error parsing response from server",
+        "error encoding message to server",
+        "error connecting to server",
+        "timeout waiting for server",
+    ];
+    const PERMANENT: &[&str] = &["authentication error", "invalid configuration"];
+    if CONNECTION.iter().any(|p| text.starts_with(p)) {
+        DriverKind::Connection
+    } else if PERMANENT.iter().any(|p| text.starts_with(p)) {
+        DriverKind::Permanent
+    } else {
+        DriverKind::Other
     }
-    if text.starts_with("error connecting") || text.contains("connect") {
-        return (ErrorKind::ProviderConnection, "cannot connect");
-    }
-    (ErrorKind::Provider, "driver error")
 }
 
 fn has_io_source(e: &tokio_postgres::Error) -> bool {
@@ -141,6 +188,9 @@ fn permanent_connect_failure(e: &tokio_postgres::Error) -> Option<&'static str> 
             return Some("the database does not exist");
         }
         return None;
+    }
+    if driver_kind(e) == DriverKind::Permanent {
+        return Some("the configuration cannot authenticate (method or password)");
     }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
