@@ -53,7 +53,12 @@ pub(crate) fn driver_config(config: &PostgresConfig) -> tokio_postgres::Config {
     }
     // The schema name is a validated identifier (no spaces, quotes or backslashes), so it needs no
     // escaping inside the options string.
-    let mut options = format!("-c search_path={},public", config.schema);
+    // `standard_conforming_strings` is pinned on: the statement scanner reads `'\'` as a complete
+    // string, exactly as the server then does.
+    let mut options = format!(
+        "-c search_path={},public -c standard_conforming_strings=on",
+        config.schema
+    );
     if let Some(t) = config.statement_timeout {
         let ms = t.as_millis().clamp(1, i32::MAX as u128);
         options.push_str(&format!(" -c statement_timeout={ms}"));

@@ -23,15 +23,29 @@ pub(crate) fn check(sql: &str, params: usize, limits: Limits) -> Result<()> {
                 .with_detail("max_params", limits.max_params),
         );
     }
-    if statement_count(sql) == 0 {
-        return Err(Error::validation("query is empty"));
+    if sql.as_bytes().contains(&0) {
+        return Err(Error::validation("query holds a NUL byte"));
     }
-    if statement_count(sql) > 1 {
-        return Err(Error::validation(
+    if plainly_one_statement(sql) {
+        return Ok(());
+    }
+    match statement_count(sql) {
+        0 => Err(Error::validation("query is empty")),
+        1 => Ok(()),
+        _ => Err(Error::validation(
             "query holds more than one statement; send one statement per call",
-        ));
+        )),
     }
-    Ok(())
+}
+
+/// Whether `sql` is certainly exactly one statement without scanning it: no `;` anywhere and a
+/// first non-blank byte that starts a word or a parenthesis (not a comment, so there is content).
+fn plainly_one_statement(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    !b.contains(&b';')
+        && b.iter()
+            .find(|c| !c.is_ascii_whitespace())
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'(')
 }
 
 /// The number of statements in `sql`: `;`-separated pieces holding anything but whitespace and
@@ -80,6 +94,9 @@ pub(crate) fn statement_count(sql: &str) -> usize {
                 i = skip_quoted(b, i, b'"', false);
                 content = true;
             }
+            // `$` inside a word belongs to it (identifiers may hold `$`): `a$x$` is a name, not
+            // the start of a dollar quote.
+            b'$' if ident_byte(b, i) => i += 1,
             b'$' => {
                 content = true;
                 i = skip_dollar(b, i);
@@ -94,9 +111,15 @@ pub(crate) fn statement_count(sql: &str) -> usize {
     count + usize::from(content)
 }
 
-/// Whether the byte before `at` continues an identifier (so `e'` is not an escape-string prefix).
+/// Whether the byte before `at` continues a word: an identifier or keyword (letters, digits, `_`,
+/// `$`, and every non-ASCII byte, as PostgreSQL's lexer has it) or a number. So `xe'` is not an
+/// escape-string prefix and `a$x$` holds no dollar quote. Erring towards "a word" only ever makes
+/// the scanner see more statements (a refusal), never fewer.
 fn ident_byte(b: &[u8], at: usize) -> bool {
-    at > 0 && (b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_')
+    at > 0 && {
+        let c = b[at - 1];
+        c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+    }
 }
 
 /// The index after the quoted run starting at `start` (doubled quotes continue it).
@@ -163,6 +186,15 @@ mod tests {
             ("SELECT $1; DROP TABLE t", 2),
             ("x'; DROP TABLE users; --", 1),
             ("SELECT 1 /* /* ; */ ; */", 1),
+            ("SELECT a$x$; DROP TABLE t; $x$", 3),
+            ("SELECT 1 AS a$$; DROP TABLE t; $$", 3),
+            ("SELECT 1 AS é$x$; DROP TABLE t; $x$", 3),
+            ("SELECT x$E'; DROP TABLE t; --'", 1),
+            ("SELECT xE'\\''; DROP TABLE t; --'", 1),
+            ("SELECT '\\'; DROP TABLE t; --'", 2),
+            ("SELECT E'\\\\'; DROP TABLE t; --'", 2),
+            ("SELECT $x$ $y$ $x$; DROP TABLE t; $y$", 3),
+            ("SELECT 1 -- ; \n; DROP TABLE t", 2),
             ("", 0),
             ("  ;  ; ", 0),
             ("-- only a comment", 0),
@@ -195,5 +227,30 @@ mod tests {
                 .contains("more than one statement")
         );
         assert!(check("  ", 0, l).unwrap_err().message().contains("empty"));
+        assert!(
+            check("SELECT '\0'", 0, l)
+                .unwrap_err()
+                .message()
+                .contains("NUL")
+        );
+        assert!(check("-- c\nSELECT 1", 0, l).is_ok());
+        assert!(check("/* only */", 0, l).is_err());
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_scanner() {
+        for sql in [
+            "SELECT 1",
+            "  select $1",
+            "(SELECT 1)",
+            "SELECT '--' || $x$/*$x$",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+        ] {
+            assert!(plainly_one_statement(sql), "{sql:?}");
+            assert_eq!(statement_count(sql), 1, "{sql:?}");
+        }
+        for sql in ["-- x", "/* x */ SELECT 1", "SELECT 1; SELECT 2", "", " "] {
+            assert!(!plainly_one_statement(sql), "{sql:?}");
+        }
     }
 }

@@ -185,3 +185,106 @@ async fn hostile_query_parameters_are_only_data() {
         .get(0);
     assert_eq!(n, (USER_IDS.len() + PERMISSIONS.len()) as i64);
 }
+
+/// SQL that tries to slip a second statement past the statement scanner: dollar quotes glued to
+/// identifiers, `E''` escapes, standard strings with backslashes, nested comments, quoted
+/// identifiers. Each is either refused or run as exactly the one statement it is; `items` and its
+/// rows survive every one of them.
+const TRICKS: &[&str] = &[
+    "SELECT a$x$; DROP TABLE items; $x$",
+    "SELECT 1 AS a$x$; DROP TABLE items; $x$",
+    "SELECT 1 AS a$$; DROP TABLE items; $$",
+    "SELECT 1 AS é$x$; DROP TABLE items; $x$",
+    "SELECT 1 AS x$E'; DROP TABLE items; --'",
+    "SELECT $1$; DROP TABLE items; $1$",
+    "SELECT '\\'; DROP TABLE items; --'",
+    "SELECT E'\\\\'; DROP TABLE items; --'",
+    "SELECT xE'\\''; DROP TABLE items; --'",
+    "SELECT 1 -- ; \n; DROP TABLE items",
+    "SELECT \"a\"\"\"; DROP TABLE items; --\"",
+    "SELECT U&'\\0027'; DROP TABLE items; --'",
+    "SELECT $x$ $y$ $x$; DROP TABLE items; $y$",
+    "SELECT $_$;$_$; DROP TABLE items",
+    "SELECT 1;\u{0}; DROP TABLE items",
+    "SELECT '\u{0}'",
+];
+
+/// Tricks that really are one statement, with the value of the one row's `v`.
+fn one_statement() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "SELECT $x$; DROP TABLE items; $x$ AS v",
+            json!("; DROP TABLE items; "),
+        ),
+        (
+            "SELECT E'\\'; DROP TABLE items; --' AS v",
+            json!("'; DROP TABLE items; --"),
+        ),
+        (
+            "SELECT '\\''; DROP TABLE items; --' AS v",
+            json!("\\'; DROP TABLE items; --"),
+        ),
+        ("SELECT $a$ $b$; $b$ $a$ AS v", json!(" $b$; $b$ ")),
+        (
+            "SELECT '; DROP TABLE items; --' AS v /* ; */",
+            json!("; DROP TABLE items; --"),
+        ),
+        ("SELECT 1 AS v /* /* */ ; DROP TABLE items; -- */", json!(1)),
+        ("SELECT \"v\" FROM (SELECT ';' AS \"v\") AS t;", json!(";")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_scanner_tricks_never_run_a_second_statement() {
+    let storage = common::storage().await;
+    let db = storage.database();
+    db.execute("CREATE TABLE items (id int8 PRIMARY KEY, name text)", &[])
+        .await
+        .unwrap();
+    db.execute("INSERT INTO items VALUES (1, 'one'), (2, 'two')", &[])
+        .await
+        .unwrap();
+    let cache = std::sync::Arc::new(common::cache::TestCache::default());
+    let cached = db
+        .clone()
+        .with_cache(cache, psm_core::Ttl::from_secs(60).unwrap());
+    let survives = || async {
+        let n: i64 = db
+            .fetch_one("SELECT count(*) FROM items", &[])
+            .await
+            .expect("items must still exist")
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2);
+    };
+    for sql in TRICKS {
+        let outcomes = [
+            db.fetch(sql, &[]).await.map(drop),
+            db.fetch_one(sql, &[]).await.map(drop),
+            db.execute(sql, &[]).await.map(drop),
+            db.fetch_json_values(sql, &[]).await.map(drop),
+            cached
+                .fetch_json_cached(sql, &[], &psm_postgres::CacheOptions::default())
+                .await
+                .map(drop),
+        ];
+        for r in outcomes {
+            let e = r.expect_err(sql);
+            assert_eq!(e.kind(), psm_core::ErrorKind::Validation, "{sql:?}: {e:?}");
+        }
+        let tx = db.begin().await.unwrap();
+        let e = tx.execute(sql, &[]).await.expect_err(sql);
+        assert_eq!(e.kind(), psm_core::ErrorKind::Validation, "{sql:?}: {e:?}");
+        tx.rollback().await.unwrap();
+        survives().await;
+    }
+    for (sql, want) in one_statement() {
+        let rows = db
+            .fetch_json(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql:?}: {e:?}"));
+        assert_eq!(rows.len(), 1, "{sql:?}");
+        assert_eq!(rows[0]["v"], want, "{sql:?}");
+        survives().await;
+    }
+}
