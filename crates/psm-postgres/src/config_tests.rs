@@ -256,7 +256,122 @@ fn driver_config_carries_the_settings() {
     assert_eq!(pg.get_keepalives_idle(), Duration::from_secs(9));
     assert_eq!(
         pg.get_options(),
-        Some("-c search_path=s1,public -c statement_timeout=1500")
+        Some(
+            "-c search_path=s1,public -c standard_conforming_strings=on -c statement_timeout=1500"
+        )
     );
     assert_eq!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
+}
+
+#[test]
+fn the_four_newest_keys_are_read_from_json_and_urls() {
+    let d = PostgresConfig::default();
+    assert_eq!(d.query_timeout, Some(Duration::from_secs(60)));
+    assert_eq!(d.tcp_user_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(d.keepalives_interval, Duration::from_secs(10));
+    assert_eq!(d.keepalives_retries, 3);
+
+    let c = PostgresConfig::from_json(&json!({
+        "query_timeout": 7.5,
+        "tcp_user_timeout": "2",
+        "keepalives_interval": 0.5,
+        "keepalives_retries": 9,
+    }))
+    .unwrap();
+    assert_eq!(c.query_timeout, Some(Duration::from_millis(7500)));
+    assert_eq!(c.tcp_user_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(c.keepalives_interval, Duration::from_millis(500));
+    assert_eq!(c.keepalives_retries, 9);
+
+    // URL query values arrive as strings.
+    let c = PostgresConfig::from_url(
+        "postgres://h/db?query_timeout=3&tcp_user_timeout=0.25&keepalives_interval=4&keepalives_retries=1",
+    )
+    .unwrap();
+    assert_eq!(c.query_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(c.tcp_user_timeout, Some(Duration::from_millis(250)));
+    assert_eq!(c.keepalives_interval, Duration::from_secs(4));
+    assert_eq!(c.keepalives_retries, 1);
+}
+
+#[test]
+fn query_timeout_and_tcp_user_timeout_turn_off_with_zero_or_null() {
+    for off in [json!(0), json!(null), json!("0")] {
+        let c = PostgresConfig::from_json(&json!({
+            "query_timeout": off.clone(),
+            "tcp_user_timeout": off.clone(),
+        }))
+        .unwrap();
+        assert_eq!(c.query_timeout, None, "{off}");
+        assert_eq!(c.tcp_user_timeout, None, "{off}");
+        // Off means: not passed to the driver (the system default stays).
+        assert_eq!(crate::pool::driver_config(&c).get_tcp_user_timeout(), None);
+    }
+}
+
+#[test]
+fn the_four_newest_keys_reject_bad_values_by_name() {
+    for (v, key) in [
+        (json!({ "query_timeout": -1 }), "query_timeout"),
+        (json!({ "query_timeout": "soon" }), "query_timeout"),
+        (json!({ "query_timeout": 86_401 }), "query_timeout"),
+        (json!({ "tcp_user_timeout": true }), "tcp_user_timeout"),
+        (json!({ "tcp_user_timeout": -0.5 }), "tcp_user_timeout"),
+        (json!({ "keepalives_interval": 0 }), "keepalives_interval"),
+        (
+            json!({ "keepalives_interval": null }),
+            "keepalives_interval",
+        ),
+        (json!({ "keepalives_interval": "x" }), "keepalives_interval"),
+        (json!({ "keepalives_retries": 0 }), "keepalives_retries"),
+        (json!({ "keepalives_retries": 1001 }), "keepalives_retries"),
+        (json!({ "keepalives_retries": 1.5 }), "keepalives_retries"),
+        (json!({ "keepalives_retries": -3 }), "keepalives_retries"),
+    ] {
+        let e = err(v.clone());
+        assert_eq!(e.kind(), ErrorKind::ProviderConfiguration, "{v}");
+        assert_eq!(e.detail("key"), Some(key), "{v}: {e}");
+    }
+}
+
+#[test]
+fn the_call_bound_follows_statement_timeout_then_query_timeout() {
+    // statement_timeout on: its value plus the margin, whatever query_timeout says.
+    let c =
+        PostgresConfig::from_json(&json!({ "statement_timeout": 2, "query_timeout": 1 })).unwrap();
+    assert_eq!(
+        c.call_timeout(),
+        Some(Duration::from_secs(2) + QUERY_TIMEOUT_MARGIN)
+    );
+    // statement_timeout off: query_timeout alone.
+    let c = PostgresConfig::from_json(&json!({ "statement_timeout": 0, "query_timeout": 1.5 }))
+        .unwrap();
+    assert_eq!(c.call_timeout(), Some(Duration::from_millis(1500)));
+    // Both off: unbounded.
+    let c = PostgresConfig::from_json(&json!({ "statement_timeout": null, "query_timeout": 0 }))
+        .unwrap();
+    assert_eq!(c.call_timeout(), None);
+}
+
+#[test]
+fn keepalive_and_tcp_user_timeout_settings_reach_the_driver() {
+    let c = PostgresConfig::from_json(&json!({
+        "keepalives": true,
+        "keepalives_idle": 11,
+        "keepalives_interval": 3,
+        "keepalives_retries": 7,
+        "tcp_user_timeout": 12.5,
+    }))
+    .unwrap();
+    let pg = crate::pool::driver_config(&c);
+    assert!(pg.get_keepalives());
+    assert_eq!(pg.get_keepalives_idle(), Duration::from_secs(11));
+    assert_eq!(pg.get_keepalives_interval(), Some(Duration::from_secs(3)));
+    assert_eq!(pg.get_keepalives_retries(), Some(7));
+    assert_eq!(
+        pg.get_tcp_user_timeout(),
+        Some(&Duration::from_millis(12_500))
+    );
+    let off = PostgresConfig::from_json(&json!({ "keepalives": false })).unwrap();
+    assert!(!crate::pool::driver_config(&off).get_keepalives());
 }
