@@ -42,6 +42,7 @@
 
 mod config;
 mod error;
+mod exec;
 mod migrations;
 mod pool;
 mod query;

@@ -11,7 +11,6 @@ use tokio_postgres::Row;
 use crate::{
     PROVIDER, PostgresStorage,
     error::{corrupt, pg_error},
-    pool::{deadline, expired},
     storage::{from_pg, to_pg},
 };
 
@@ -38,77 +37,6 @@ impl PostgresStore {
         &self.storage
     }
 
-    /// Runs `sql` once with `params` on a pooled connection as a prepared, cached statement and
-    /// returns the rows.
-    async fn query(
-        &self,
-        op: &'static str,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Row>> {
-        let client = self.storage.client().await?;
-        let run = async {
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| pg_error(op, e))?;
-            client
-                .query(&stmt, params)
-                .await
-                .map_err(|e| pg_error(op, e))
-        };
-        match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r,
-            None => Err(expired(client, op)),
-        }
-    }
-
-    async fn query_opt(
-        &self,
-        op: &'static str,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Option<Row>> {
-        let client = self.storage.client().await?;
-        let run = async {
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| pg_error(op, e))?;
-            client
-                .query_opt(&stmt, params)
-                .await
-                .map_err(|e| pg_error(op, e))
-        };
-        match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r,
-            None => Err(expired(client, op)),
-        }
-    }
-
-    async fn execute(
-        &self,
-        op: &'static str,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<u64> {
-        let client = self.storage.client().await?;
-        let run = async {
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| pg_error(op, e))?;
-            client
-                .execute(&stmt, params)
-                .await
-                .map_err(|e| pg_error(op, e))
-        };
-        match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r,
-            None => Err(expired(client, op)),
-        }
-    }
-
     fn now(&self) -> OffsetDateTime {
         to_pg(self.storage.now())
     }
@@ -119,7 +47,8 @@ impl PostgresStore {
     ) -> Result<Option<(SessionData, Option<OffsetDateTime>)>> {
         let now = self.now();
         let row = self
-            .query_opt(
+            .storage
+            .row(
                 "get session",
                 &self.storage.sql().get,
                 &[&id.as_str(), &now],
@@ -142,90 +71,87 @@ impl PostgresStore {
         let perms: Vec<&str> = s.permissions.iter_str().collect();
         let metadata = s.metadata.to_json();
         let limited = limit.max.get() != u32::MAX;
-        let mut client = self.storage.client().await?;
-        let run = async {
-            let tx = client.transaction().await.map_err(|e| pg_error(OP, e))?;
-            let pe = |e| pg_error(OP, e);
-            if limited {
-                let lock = tx.prepare_cached(&sql.lock_user).await.map_err(pe)?;
-                tx.query(&lock, &[&s.user_id.as_str(), &self.storage.inner.lock_seed])
+        // The whole transaction counts as one call.
+        self.storage
+            .with_client(OP, async |client| {
+                let tx = client.transaction().await.map_err(|e| pg_error(OP, e))?;
+                let pe = |e| pg_error(OP, e);
+                if limited {
+                    let lock = tx.prepare_cached(&sql.lock_user).await.map_err(pe)?;
+                    tx.query(&lock, &[&s.user_id.as_str(), &self.storage.inner.lock_seed])
+                        .await
+                        .map_err(pe)?;
+                }
+                let del = tx
+                    .prepare_cached(&sql.delete_expired_id)
                     .await
                     .map_err(pe)?;
-            }
-            let del = tx
-                .prepare_cached(&sql.delete_expired_id)
-                .await
-                .map_err(pe)?;
-            tx.execute(&del, &[&id.as_str(), &now]).await.map_err(pe)?;
-            let ins = tx.prepare_cached(&sql.insert_new).await.map_err(pe)?;
-            let inserted = tx
-                .execute(
-                    &ins,
-                    &[
-                        &id.as_str(),
-                        &s.user_id.as_str(),
-                        &perms,
-                        &metadata,
-                        &now,
-                        &expires,
-                    ],
-                )
-                .await
-                .map_err(pe)?;
-            if inserted == 0 {
-                return Err(Error::new(
-                    ErrorKind::SessionExists,
-                    "a live session with this id already exists",
-                )
-                .with_detail("session", id.redacted()));
-            }
-            let mut evicted = Vec::new();
-            if limited {
-                let live = tx
-                    .prepare_cached(&sql.live_of_user_except)
+                tx.execute(&del, &[&id.as_str(), &now]).await.map_err(pe)?;
+                let ins = tx.prepare_cached(&sql.insert_new).await.map_err(pe)?;
+                let inserted = tx
+                    .execute(
+                        &ins,
+                        &[
+                            &id.as_str(),
+                            &s.user_id.as_str(),
+                            &perms,
+                            &metadata,
+                            &now,
+                            &expires,
+                        ],
+                    )
                     .await
                     .map_err(pe)?;
-                let rows = tx
-                    .query(&live, &[&s.user_id.as_str(), &id.as_str(), &now])
-                    .await
-                    .map_err(pe)?;
-                let max = limit.max_usize();
-                if rows.len() >= max {
-                    match limit.policy {
-                        LimitPolicy::Reject => {
-                            return Err(Error::new(
-                                ErrorKind::SessionLimitReached,
-                                "the user has reached the concurrent session limit",
-                            )
-                            .with_detail("limit", max));
-                        }
-                        LimitPolicy::EvictOldest => {
-                            let n = rows.len() + 1 - max;
-                            let mut ids = Vec::with_capacity(n);
-                            for r in &rows[..n] {
-                                let text: &str = r.try_get(0).map_err(pe)?;
-                                ids.push(text.to_owned());
+                if inserted == 0 {
+                    return Err(Error::new(
+                        ErrorKind::SessionExists,
+                        "a live session with this id already exists",
+                    )
+                    .with_detail("session", id.redacted()));
+                }
+                let mut evicted = Vec::new();
+                if limited {
+                    let live = tx
+                        .prepare_cached(&sql.live_of_user_except)
+                        .await
+                        .map_err(pe)?;
+                    let rows = tx
+                        .query(&live, &[&s.user_id.as_str(), &id.as_str(), &now])
+                        .await
+                        .map_err(pe)?;
+                    let max = limit.max_usize();
+                    if rows.len() >= max {
+                        match limit.policy {
+                            LimitPolicy::Reject => {
+                                return Err(Error::new(
+                                    ErrorKind::SessionLimitReached,
+                                    "the user has reached the concurrent session limit",
+                                )
+                                .with_detail("limit", max));
                             }
-                            let del = tx.prepare_cached(&sql.delete_ids).await.map_err(pe)?;
-                            tx.execute(&del, &[&ids]).await.map_err(pe)?;
-                            for text in ids {
-                                evicted.push(
-                                    SessionId::parse(&text)
-                                        .map_err(|e| corrupt("session id", e))?,
-                                );
+                            LimitPolicy::EvictOldest => {
+                                let n = rows.len() + 1 - max;
+                                let mut ids = Vec::with_capacity(n);
+                                for r in &rows[..n] {
+                                    let text: &str = r.try_get(0).map_err(pe)?;
+                                    ids.push(text.to_owned());
+                                }
+                                let del = tx.prepare_cached(&sql.delete_ids).await.map_err(pe)?;
+                                tx.execute(&del, &[&ids]).await.map_err(pe)?;
+                                for text in ids {
+                                    evicted.push(
+                                        SessionId::parse(&text)
+                                            .map_err(|e| corrupt("session id", e))?,
+                                    );
+                                }
                             }
                         }
                     }
                 }
-            }
-            tx.commit().await.map_err(pe)?;
-            Ok(evicted)
-        };
-        // The whole transaction counts as one call.
-        match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r,
-            None => Err(expired(client, OP)),
-        }
+                tx.commit().await.map_err(pe)?;
+                Ok(evicted)
+            })
+            .await
     }
 }
 
@@ -289,20 +215,21 @@ impl PermissionStore for PostgresStore {
         let expires = session.ttl.map(|t| to_pg(now_ts.plus_ttl(t)));
         let perms: Vec<&str> = session.permissions.iter_str().collect();
         let metadata = session.metadata.to_json();
-        self.execute(
-            "store session",
-            &self.storage.sql().upsert,
-            &[
-                &id.as_str(),
-                &session.user_id.as_str(),
-                &perms,
-                &metadata,
-                &now,
-                &expires,
-            ],
-        )
-        .await
-        .map(drop)
+        self.storage
+            .exec(
+                "store session",
+                &self.storage.sql().upsert,
+                &[
+                    &id.as_str(),
+                    &session.user_id.as_str(),
+                    &perms,
+                    &metadata,
+                    &now,
+                    &expires,
+                ],
+            )
+            .await
+            .map(drop)
     }
 
     async fn create_session(
@@ -321,7 +248,8 @@ impl PermissionStore for PostgresStore {
     ) -> Result<bool> {
         let now = self.now();
         let row = self
-            .query_opt(
+            .storage
+            .row(
                 "check permission",
                 &self.storage.sql().check,
                 &[&id.as_str(), &now, &permission.as_str()],
@@ -343,7 +271,8 @@ impl PermissionStore for PostgresStore {
     ) -> Result<PermissionCheck> {
         let now = self.now();
         let row = self
-            .query_opt(
+            .storage
+            .row(
                 "check permissions",
                 &self.storage.sql().permissions,
                 &[&id.as_str(), &now],
@@ -371,7 +300,8 @@ impl PermissionStore for PostgresStore {
     async fn invalidate_session(&self, id: &SessionIdRef) -> Result<bool> {
         let now = self.now();
         let n = self
-            .execute(
+            .storage
+            .exec(
                 "invalidate session",
                 &self.storage.sql().invalidate,
                 &[&id.as_str(), &now],
@@ -391,7 +321,8 @@ impl PermissionStore for PostgresStore {
         let expires = ttl.map(|t| to_pg(now_ts.plus_ttl(t)));
         let perms: Vec<&str> = permissions.iter_str().collect();
         let n = self
-            .execute(
+            .storage
+            .exec(
                 "update permissions",
                 &self.storage.sql().update,
                 &[&id.as_str(), &perms, &now, &expires],
@@ -405,7 +336,8 @@ impl PermissionStore for PostgresStore {
         let now = to_pg(now_ts);
         let expires = to_pg(now_ts.plus_ttl(ttl));
         let n = self
-            .execute(
+            .storage
+            .exec(
                 "extend session",
                 &self.storage.sql().extend,
                 &[&id.as_str(), &expires, &now],
@@ -427,20 +359,22 @@ impl PermissionStore for PostgresStore {
         let (limit, offset) = page_params(page);
         let rows = match user {
             Some(u) => {
-                self.query(
-                    "list sessions",
-                    &self.storage.sql().list_user,
-                    &[&u.as_str(), &now, &limit, &offset],
-                )
-                .await?
+                self.storage
+                    .rows(
+                        "list sessions",
+                        &self.storage.sql().list_user,
+                        &[&u.as_str(), &now, &limit, &offset],
+                    )
+                    .await?
             }
             None => {
-                self.query(
-                    "list sessions",
-                    &self.storage.sql().list_all,
-                    &[&now, &limit, &offset],
-                )
-                .await?
+                self.storage
+                    .rows(
+                        "list sessions",
+                        &self.storage.sql().list_all,
+                        &[&now, &limit, &offset],
+                    )
+                    .await?
             }
         };
         ids_from_rows(&rows)
@@ -448,17 +382,19 @@ impl PermissionStore for PostgresStore {
 
     async fn cleanup_expired_sessions(&self) -> Result<u64> {
         let now = self.now();
-        self.execute("cleanup sessions", &self.storage.sql().cleanup, &[&now])
+        self.storage
+            .exec("cleanup sessions", &self.storage.sql().cleanup, &[&now])
             .await
     }
 
     async fn invalidate_user_sessions(&self, user: &UserId) -> Result<u64> {
         let now = self.now();
-        self.execute(
-            "invalidate user sessions",
-            &self.storage.sql().invalidate_user,
-            &[&user.as_str(), &now],
-        )
-        .await
+        self.storage
+            .exec(
+                "invalidate user sessions",
+                &self.storage.sql().invalidate_user,
+                &[&user.as_str(), &now],
+            )
+            .await
     }
 }

@@ -10,7 +10,6 @@ use tokio_postgres::{Row, types::ToSql};
 use crate::{
     PROVIDER, PostgresStorage,
     error::{corrupt, pg_error},
-    pool::{deadline, expired},
     storage::{from_pg, to_pg},
 };
 
@@ -38,59 +37,14 @@ impl PostgresTokenStateStore {
         &self.storage
     }
 
-    async fn rows(
-        &self,
-        op: &'static str,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>> {
-        let client = self.storage.client().await?;
-        let run = async {
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| pg_error(op, e))?;
-            client
-                .query(&stmt, params)
-                .await
-                .map_err(|e| pg_error(op, e))
-        };
-        match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r,
-            None => Err(expired(client, op)),
-        }
-    }
-
+    /// The first row of `sql`, if any (the statements here return at most one).
     async fn one(
         &self,
         op: &'static str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
-        Ok(self.rows(op, sql, params).await?.into_iter().next())
-    }
-
-    async fn exec(
-        &self,
-        op: &'static str,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64> {
-        let client = self.storage.client().await?;
-        let run = async {
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| pg_error(op, e))?;
-            client
-                .execute(&stmt, params)
-                .await
-                .map_err(|e| pg_error(op, e))
-        };
-        match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r,
-            None => Err(expired(client, op)),
-        }
+        Ok(self.storage.rows(op, sql, params).await?.into_iter().next())
     }
 
     fn now(&self) -> OffsetDateTime {
@@ -207,6 +161,7 @@ impl TokenStateStore for PostgresTokenStateStore {
     async fn revoke_family(&self, id: &FamilyId) -> Result<bool> {
         let now = self.now();
         let n = self
+            .storage
             .exec(
                 "revoke token family",
                 &self.storage.sql().family_revoke,
@@ -218,12 +173,13 @@ impl TokenStateStore for PostgresTokenStateStore {
 
     async fn revoke_user_families(&self, user: &UserId) -> Result<u64> {
         let now = self.now();
-        self.exec(
-            "revoke user token families",
-            &self.storage.sql().family_revoke_user,
-            &[&user.as_str(), &now],
-        )
-        .await
+        self.storage
+            .exec(
+                "revoke user token families",
+                &self.storage.sql().family_revoke_user,
+                &[&user.as_str(), &now],
+            )
+            .await
     }
 
     async fn user_epoch(&self, user: &UserId) -> Result<u64> {
@@ -260,11 +216,12 @@ impl TokenStateStore for PostgresTokenStateStore {
 
     async fn cleanup_expired_families(&self) -> Result<u64> {
         let now = self.now();
-        self.exec(
-            "cleanup token families",
-            &self.storage.sql().family_cleanup,
-            &[&now],
-        )
-        .await
+        self.storage
+            .exec(
+                "cleanup token families",
+                &self.storage.sql().family_cleanup,
+                &[&now],
+            )
+            .await
     }
 }

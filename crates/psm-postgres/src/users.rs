@@ -14,7 +14,6 @@ use tokio_postgres::{Row, types::ToSql};
 use crate::{
     PROVIDER, PostgresStorage,
     error::{corrupt, pg_error, unique_violation},
-    pool::{deadline, expired},
     storage::{from_pg, to_pg},
 };
 
@@ -100,27 +99,7 @@ impl PostgresUserStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
-        let client = self.storage.client().await?;
-        let run = async {
-            let stmt = client
-                .prepare_cached(sql)
-                .await
-                .map_err(|e| pg_error(op, e))?;
-            client.query_opt(&stmt, params).await.map_err(|e| {
-                match unique_violation(&e).map(field_of) {
-                    Some(field) => Error::new(
-                        ErrorKind::UserExists,
-                        format!("a user with this {field} already exists"),
-                    )
-                    .with_detail("field", field),
-                    None => pg_error(op, e),
-                }
-            })
-        };
-        match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r,
-            None => Err(expired(client, op)),
-        }
+        self.storage.row_mapped(op, sql, params, user_error).await
     }
 
     /// The key of a lookup by `email` read under `generation` (of the `users` generation tag).
@@ -166,6 +145,18 @@ impl PostgresUserStore {
 /// The generation tag of every cached lookup by email (any update or delete through this store
 /// starts a new one).
 const USERS_GENERATION: &str = "users";
+
+/// A driver error of the users table: a unique violation is `UserExists` naming the field.
+fn user_error(op: &'static str, e: tokio_postgres::Error) -> Error {
+    match unique_violation(&e).map(field_of) {
+        Some(field) => Error::new(
+            ErrorKind::UserExists,
+            format!("a user with this {field} already exists"),
+        )
+        .with_detail("field", field),
+        None => pg_error(op, e),
+    }
+}
 
 /// The field a unique constraint protects.
 fn field_of(constraint: &str) -> &'static str {
@@ -357,22 +348,14 @@ impl UserStore for PostgresUserStore {
     }
 
     async fn delete_user(&self, id: &UserId) -> Result<bool> {
-        let client = self.storage.client().await?;
-        let run = async {
-            let stmt = client
-                .prepare_cached(&self.storage.sql().user_delete)
-                .await
-                .map_err(|e| pg_error("delete user", e))?;
-            client
-                .execute(&stmt, &[&id.as_str()])
-                .await
-                .map_err(|e| pg_error("delete user", e))
-        };
-        let n = match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r?,
-            None => return Err(expired(client, "delete user")),
-        };
-        drop(client);
+        let n = self
+            .storage
+            .exec(
+                "delete user",
+                &self.storage.sql().user_delete,
+                &[&id.as_str()],
+            )
+            .await?;
         self.invalidate(id).await?;
         Ok(n > 0)
     }

@@ -128,11 +128,9 @@ impl Database {
 
     /// Runs one statement on a pooled connection within the call bound.
     async fn bounded(&self, sql: &str, params: &Params<'_>, want: Want) -> Result<Got> {
-        let client = self.storage.client().await?;
-        match deadline(self.storage.call_timeout(), run(&client, sql, params, want)).await {
-            Some(r) => r,
-            None => Err(expired(client, "query")),
-        }
+        self.storage
+            .with_client("query", async |c| run(c, sql, params, want).await)
+            .await
     }
 
     /// The rows as JSON objects keyed by column name (see the type mapping in the crate docs).
@@ -213,27 +211,25 @@ impl Database {
     /// type.
     pub async fn fetch_json_values(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<JsonRow>> {
         validate::check(sql, params.len(), self.limits())?;
-        let client = self.storage.client().await?;
-        let run = async {
-            let mut retried = false;
-            loop {
-                let stmt = prepare(&client, sql, params.len()).await?;
-                let bound = bind(&stmt, params)?;
-                let refs: Vec<&(dyn ToSql + Sync)> =
-                    bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
-                match client.query(&stmt, &refs).await {
-                    Err(e) if !retried && stale_plan(&e) => {
-                        client.statement_cache.remove(sql, &[]);
-                        retried = true;
+        let rows = self
+            .storage
+            .with_client("query", async |client| {
+                let mut retried = false;
+                loop {
+                    let stmt = prepare(client, sql, params.len()).await?;
+                    let bound = bind(&stmt, params)?;
+                    let refs: Vec<&(dyn ToSql + Sync)> =
+                        bound.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect();
+                    match client.query(&stmt, &refs).await {
+                        Err(e) if !retried && stale_plan(&e) => {
+                            client.statement_cache.remove(sql, &[]);
+                            retried = true;
+                        }
+                        r => return r.map_err(|e| query_error("query", e)),
                     }
-                    r => return r.map_err(|e| query_error("query", e)),
                 }
-            }
-        };
-        let rows = match deadline(self.storage.call_timeout(), run).await {
-            Some(r) => r?,
-            None => return Err(expired(client, "query")),
-        };
+            })
+            .await?;
         rows.iter().map(json::row_to_object).collect()
     }
 
