@@ -22,8 +22,8 @@ pub use psm_core::util;
 pub use psm_core::{
     Cache, CacheKey, CacheTag, Capabilities, Clock, DynCache, DynClock, DynPermissionStore,
     DynTokenStateStore, DynUserStore, Error, ErrorKind, LimitPolicy, ManualClock, Metadata,
-    NewSession, Page, Permission, PermissionCheck, PermissionList, PermissionRef, PermissionStore,
-    Result, SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit, SystemClock, Timestamp,
+    NewSession, OsRandom, Page, Permission, PermissionCheck, PermissionList, PermissionRef,
+    PermissionStore, RandomSource, Result, SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit, SystemClock, Timestamp,
     TokenStateStore, Ttl, UserId, UserStore, async_trait, is_valid_permission, is_valid_session_id,
     is_valid_user_id, redact_id,
 };

@@ -1,0 +1,157 @@
+//! `psm serve`: the HTTP API over the configured stores, until SIGINT or SIGTERM.
+//!
+//! Shutdown stops accepting connections, lets in-flight requests finish, then closes the stores
+//! (the file store syncs its journal and releases its lock), so nothing acknowledged is lost.
+
+use std::net::SocketAddr;
+
+use psm::{auth::AuthConfig, jwt::TokenConfig};
+use psm_http::{Api, HttpConfig};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::{
+    CliError, exit, keys,
+    settings::{ServeSettings, Settings},
+    stores::Stores,
+};
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), CliError>>,
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, waits for in-flight requests, closes the stores.
+    ///
+    /// # Errors
+    /// An I/O error of the listener while serving.
+    pub async fn stop(mut self) -> Result<(), CliError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.wait().await
+    }
+
+    async fn wait(self) -> Result<(), CliError> {
+        self.task
+            .await
+            .map_err(|e| CliError::new(exit::FAILURE, format!("the server task failed: {e}")))?
+    }
+}
+
+/// The auth configuration `serve` settings describe.
+fn auth_config(serve: &ServeSettings) -> AuthConfig {
+    let mut config = AuthConfig::default();
+    config.idle_timeout = serve.idle_timeout.duration();
+    config.absolute_lifetime = serve.session_lifetime.duration();
+    config.max_sessions_per_user = serve.max_sessions_per_user;
+    config
+}
+
+fn token_config(serve: &ServeSettings) -> TokenConfig {
+    let mut config = TokenConfig::new(serve.issuer.clone(), serve.issuer.clone());
+    config.access_ttl = serve.access_ttl.duration();
+    config.refresh_lifetime = serve.session_lifetime.duration();
+    config
+}
+
+/// Opens the stores, binds the address and starts serving in the background.
+///
+/// # Errors
+/// Configuration errors, unreachable stores, an address that cannot be bound.
+pub async fn start(settings: &Settings, serve: &ServeSettings) -> Result<Server, CliError> {
+    let stores = Stores::open(settings, Some(settings.default_ttl.0)).await?;
+    match build(settings, serve, &stores).await {
+        Ok((listener, router)) => {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| CliError::io("cannot read the listening address", &e))?;
+            tracing::info!(
+                address = %addr,
+                store = %settings.store.describe(),
+                users = stores.users_provider().unwrap_or("none"),
+                "psm is listening on http://{addr}"
+            );
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let served = psm_http::serve(listener, router, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+                stores.close().await;
+                tracing::info!("psm stopped; the stores are closed");
+                served.map_err(|e| CliError::io("serving failed", &e))
+            });
+            Ok(Server {
+                addr,
+                stop: Some(stop),
+                task,
+            })
+        }
+        Err(e) => {
+            stores.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn build(
+    settings: &Settings,
+    serve: &ServeSettings,
+    stores: &Stores,
+) -> Result<(tokio::net::TcpListener, axum::Router), CliError> {
+    let keys = keys::load_or_create(&settings.jwt_secret_file)?;
+    let auth = stores.auth(keys, auth_config(serve), token_config(serve))?;
+    auth.initialize().await?;
+    let config = HttpConfig {
+        body_limit: serve.body_limit,
+        request_timeout: serve.request_timeout.duration(),
+        registration: serve.registration,
+        trust_forwarded_for: serve.trust_forwarded_for,
+        ..HttpConfig::default()
+    };
+    let mut builder = Api::builder(stores.manager.clone(), auth)
+        .config(config)
+        .token_state(stores.tokens.clone())
+        .cache(stores.cache.clone());
+    for (provider, source) in stores.pool_gauges() {
+        builder = builder.pool_gauge(&provider, source);
+    }
+    let api = builder.build()?;
+    let listener = tokio::net::TcpListener::bind(serve.listen)
+        .await
+        .map_err(|e| CliError::config(format!("cannot listen on {}: {e}", serve.listen)))?;
+    Ok((listener, psm_http::router(api)))
+}
+
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+///
+/// # Errors
+/// As [`start`]; a failure to install the signal handlers.
+pub async fn run(settings: &Settings, serve: &ServeSettings) -> Result<(), CliError> {
+    let server = start(settings, serve).await?;
+    shutdown_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.stop().await
+}
+
+async fn shutdown_signal() -> Result<(), CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| CliError::io("cannot install the SIGTERM handler", &e))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::io("cannot install the SIGINT handler", &e))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
