@@ -1,0 +1,170 @@
+//! `psm serve` as a process: it answers, and on SIGTERM it finishes what it acknowledged.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::{parts, psm};
+
+/// Starts `psm serve` on a free port; returns the child and its address.
+fn start(dir: &std::path::Path) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_psm"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PSM_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("PSM_LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent && let Some(at) = line.find("listening on http://") {
+                let addr = line[at + "listening on http://".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("psm serve did not report its address");
+    (child, addr)
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, _, err) = parts(&psm(
+        d,
+        &[
+            "users",
+            "create",
+            "--email",
+            "admin@example.com",
+            "--admin",
+            "--password-stdin",
+        ],
+        Some("the admin's passphrase\n"),
+    ));
+    assert_eq!(code, 0, "{err}");
+    let (mut child, addr) = start(d);
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "admin@example.com", "password": "the admin's passphrase"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+
+    // Writers store sessions until the server goes away; every 200 is an acknowledgement.
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (client, base, token, acked) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            Arc::clone(&acked),
+        );
+        writers.push(tokio::spawn(async move {
+            for k in 0.. {
+                let id = format!("sess_{w}_{k}");
+                let sent = client
+                    .put(format!("{base}/v1/sessions/{id}"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({"user_id": "load", "permissions": ["read"], "ttl": 3600}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => {
+                        acked.lock().unwrap().insert(id);
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    terminate(&child);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "psm serve did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "psm serve exited with {status}");
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    // Reopened by another process: every acknowledged session is there.
+    let (code, out, err) = parts(&psm(
+        d,
+        &["sessions", "list", "--user", "load", "--limit", "10000"],
+        None,
+    ));
+    assert_eq!(code, 0, "{err}");
+    let stored: HashSet<String> = out.lines().map(str::to_owned).collect();
+    let acked = acked.lock().unwrap();
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged sessions lost: {lost:?}",
+        lost.len()
+    );
+}
+
+#[test]
+fn an_address_in_use_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = parts(&psm(dir.path(), &["serve", "--listen", &addr], None));
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("cannot listen"), "{err}");
+}
