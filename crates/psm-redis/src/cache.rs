@@ -5,6 +5,8 @@
 //! JSON list), with native expiry. A tag is a set `<prefix>t:{<escaped tag>}` of keys. `set` adds
 //! the key to its tag sets *before* writing the entry, so a crash never leaves a tagged value that
 //! `delete_tag` cannot find; `delete_tag` deletes only entries whose own tag list holds the tag.
+//! The entry itself is written by one script (one key, so atomic in both modes): a reader never
+//! sees a new value with an old expiry or tag list.
 
 use std::sync::Arc;
 
@@ -16,9 +18,10 @@ use psm_core::{Cache, CacheKey, CacheTag, Result, Ttl, async_trait, check_cache_
 
 use crate::{
     PROVIDER,
-    conn::{Conn, Shared, now_micros},
+    conn::{Conn, Retry, Shared, call, now_micros},
     scripts,
     session::integer,
+    store::kv,
 };
 
 /// The Redis cache. Clones share the connection.
@@ -31,6 +34,27 @@ impl RedisCache {
     fn conn(&self) -> Result<Arc<Conn>> {
         self.shared.conn()
     }
+
+    /// Removes every cache entry and tag of this prefix with `SCAN` + `UNLINK`; never `FLUSHDB`.
+    /// Returns how many keys it removed.
+    ///
+    /// # Errors
+    /// `ProviderNotInitialized` before `initialize`; `ProviderConnection` when unreachable.
+    pub async fn clear(&self) -> Result<u64> {
+        const OP: &str = "cache_clear";
+        let conn = self.conn()?;
+        let keys = &self.shared.keys;
+        let mut found = Vec::new();
+        for pattern in keys.cache_patterns() {
+            found.extend(
+                conn.scan(&pattern, OP)
+                    .await?
+                    .into_iter()
+                    .filter(|k| keys.is_cache_key(k)),
+            );
+        }
+        conn.unlink_all(found, OP).await
+    }
 }
 
 #[async_trait]
@@ -41,11 +65,12 @@ impl Cache for RedisCache {
 
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>> {
         let conn = self.conn()?;
-        let (v, e): (Option<Vec<u8>>, Option<i64>) = conn
-            .pool
-            .hmget(self.shared.keys.cache_entry(key.as_str()), &["v", "e"])
-            .await
-            .map_err(|e| conn.err(&e, "cache_get"))?;
+        let (v, e): (Option<Vec<u8>>, Option<i64>) =
+            call!(&conn, "cache_get", |c| c
+                .hmget::<(Option<Vec<u8>>, Option<i64>), _, _>(
+                    self.shared.keys.cache_entry(key.as_str()),
+                    &["v", "e"]
+                ))?;
         Ok(match (v, e) {
             (Some(v), Some(e)) if now_micros() < e => Some(v),
             _ => None,
@@ -57,51 +82,51 @@ impl Cache for RedisCache {
         let conn = self.conn()?;
         let keys = &self.shared.keys;
         let ms = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2_000_000) * 1000;
+        const OP: &str = "cache_set";
         for tag in tags {
             let tk = keys.cache_tag(tag.as_str());
-            conn.pool
-                .sadd::<(), _, _>(tk.as_str(), key.as_str())
-                .await
-                .map_err(|e| conn.err(&e, "cache_set"))?;
+            call!(&conn, OP, |c| c.sadd::<(), _, _>(tk.as_str(), key.as_str()))?;
             // A tag set lives as long as its longest-lived entry.
             for opt in [ExpireOptions::NX, ExpireOptions::GT] {
-                conn.pool
-                    .pexpire::<(), _>(tk.as_str(), ms, Some(opt))
-                    .await
-                    .map_err(|e| conn.err(&e, "cache_set"))?;
+                call!(&conn, OP, |c| c.pexpire::<(), _>(
+                    tk.as_str(),
+                    ms,
+                    Some(opt.clone())
+                ))?;
             }
         }
         let tag_list: Vec<&str> = tags.iter().map(CacheTag::as_str).collect();
+        let tags_json = serde_json::to_string(&tag_list)?;
         let e = now_micros() + ms * 1000;
         let entry = keys.cache_entry(key.as_str());
-        let fields: Vec<(Value, Value)> = vec![
-            ("v".into(), Value::Bytes(value.to_vec().into())),
-            ("e".into(), e.to_string().into()),
-            ("t".into(), serde_json::to_string(&tag_list)?.into()),
-        ];
-        conn.pool
-            .hset::<(), _, _>(entry.as_str(), fields)
-            .await
-            .map_err(|e| conn.err(&e, "cache_set"))?;
-        conn.pool
-            .pexpire::<(), _>(entry.as_str(), ms, None)
-            .await
-            .map_err(|e| conn.err(&e, "cache_set"))?;
+        conn.run(&scripts::CA_SET, OP, Retry::Idempotent, || {
+            kv(
+                &[&entry],
+                vec![
+                    keys.prefix().into(),
+                    now_micros().to_string().into(),
+                    Value::Bytes(value.to_vec().into()),
+                    e.to_string().into(),
+                    ms.to_string().into(),
+                    tags_json.as_str().into(),
+                ],
+            )
+        })
+        .await?;
         Ok(())
     }
 
     async fn delete(&self, key: &CacheKey) -> Result<bool> {
         let conn = self.conn()?;
+        let entry = self.shared.keys.cache_entry(key.as_str());
+        let now = now_micros();
         let v = conn
-            .run(
-                &scripts::CA_DELETE,
-                vec![self.shared.keys.cache_entry(key.as_str())],
-                vec![
-                    self.shared.keys.prefix().into(),
-                    now_micros().to_string().into(),
-                ],
-                "cache_delete",
-            )
+            .run(&scripts::CA_DELETE, "cache_delete", Retry::Never, || {
+                kv(
+                    &[&entry],
+                    vec![self.shared.keys.prefix().into(), now.to_string().into()],
+                )
+            })
             .await?;
         Ok(integer(v, "cache_delete")? == 1)
     }
@@ -109,24 +134,28 @@ impl Cache for RedisCache {
     async fn delete_tag(&self, tag: &CacheTag) -> Result<u64> {
         let conn = self.conn()?;
         let tk = self.shared.keys.cache_tag(tag.as_str());
-        let members: Vec<String> = conn
-            .pool
-            .smembers(tk.as_str())
-            .await
-            .map_err(|e| conn.err(&e, "cache_delete_tag"))?;
+        let members: Vec<String> = call!(&conn, "cache_delete_tag", |c| c
+            .smembers::<Vec<String>, _>(tk.as_str()))?;
         let mut removed = 0;
         let mut done = Vec::new();
         for m in members {
+            let entry = self.shared.keys.cache_entry(&m);
+            let now = now_micros();
             let v = conn
                 .run(
                     &scripts::CA_DELETE_TAGGED,
-                    vec![self.shared.keys.cache_entry(&m)],
-                    vec![
-                        self.shared.keys.prefix().into(),
-                        now_micros().to_string().into(),
-                        tag.as_str().into(),
-                    ],
                     "cache_delete_tag",
+                    Retry::Never,
+                    || {
+                        kv(
+                            &[&entry],
+                            vec![
+                                self.shared.keys.prefix().into(),
+                                now.to_string().into(),
+                                tag.as_str().into(),
+                            ],
+                        )
+                    },
                 )
                 .await?;
             match integer(v, "cache_delete_tag")? {
@@ -140,10 +169,8 @@ impl Cache for RedisCache {
             }
         }
         if !done.is_empty() {
-            conn.pool
-                .srem::<(), _, _>(tk.as_str(), done)
-                .await
-                .map_err(|e| conn.err(&e, "cache_delete_tag"))?;
+            call!(&conn, "cache_delete_tag", |c| c
+                .srem::<(), _, _>(tk.as_str(), done.clone()))?;
         }
         Ok(removed)
     }

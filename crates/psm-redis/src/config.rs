@@ -11,6 +11,12 @@ pub const DEFAULT_KEY_PREFIX: &str = "psm:";
 pub const MAX_KEY_PREFIX_LEN: usize = 128;
 /// The default number of entries of the client-side cache.
 pub const DEFAULT_CLIENT_CACHE_ENTRIES: usize = 100_000;
+/// The default bound of the client-side cache's memory, in bytes (approximate: permission bytes
+/// plus a fixed overhead per entry and per permission).
+pub const DEFAULT_CLIENT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// The default age after which a cached session is read from Redis again, even without an
+/// invalidation.
+pub const DEFAULT_CLIENT_CACHE_MAX_AGE: Duration = Duration::from_secs(60);
 /// The default pool size (fred pipelines many concurrent commands over each connection).
 pub const DEFAULT_POOL_SIZE: usize = 4;
 
@@ -30,14 +36,23 @@ pub enum SslCertReqs {
 /// The client-side cache (config key `client_cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientCacheConfig {
-    /// Most cached sessions; the cache evicts arbitrary entries beyond it.
+    /// Most cached sessions (`max_entries`, 1 to 100,000,000); the cache evicts arbitrary entries
+    /// beyond it.
     pub max_entries: usize,
+    /// Most bytes held (`max_bytes`, 4 KiB to 64 GiB; approximate); a session larger than a
+    /// sixteenth of it is not cached.
+    pub max_bytes: usize,
+    /// Age after which an entry is read again even without an invalidation (`max_age`, seconds,
+    /// above 0 and at most one day): a bound on staleness should an invalidation ever be lost.
+    pub max_age: Duration,
 }
 
 impl Default for ClientCacheConfig {
     fn default() -> Self {
         Self {
             max_entries: DEFAULT_CLIENT_CACHE_ENTRIES,
+            max_bytes: DEFAULT_CLIENT_CACHE_BYTES,
+            max_age: DEFAULT_CLIENT_CACHE_MAX_AGE,
         }
     }
 }
@@ -324,9 +339,62 @@ impl RedisConfig {
         Ok(())
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks every value against the rules [`from_json`](Self::from_json) applies, so a
+    /// configuration built as a struct is held to the same rules (`RedisStorage::new` calls it).
+    ///
+    /// # Errors
+    /// `ProviderConfiguration` naming the offending key.
+    pub fn validate(&self) -> Result<()> {
+        fn secs_ok(d: Duration) -> bool {
+            d > Duration::ZERO && d <= Duration::from_secs(86_400)
+        }
+        const SECS: &str = "must be a number of seconds above 0 and at most 86400";
+        if self.host.is_empty() {
+            return Err(bad("host", "must not be empty"));
+        }
+        if self.port == 0 {
+            return Err(bad("port", "must be between 1 and 65535"));
+        }
+        if self.db >= 16 {
+            return Err(bad("db", "must be between 0 and 15"));
+        }
         if self.cluster && self.db != 0 {
             return Err(bad("db", "must be 0 in cluster mode"));
+        }
+        if !secs_ok(self.socket_timeout) {
+            return Err(bad("socket_timeout", SECS));
+        }
+        if !secs_ok(self.socket_connect_timeout) {
+            return Err(bad("socket_connect_timeout", SECS));
+        }
+        if self.health_check_interval.is_some_and(|d| !secs_ok(d)) {
+            return Err(bad("health_check_interval", SECS));
+        }
+        if !(1..=1024).contains(&self.pool_size) {
+            return Err(bad("max_connections", "must be between 1 and 1024"));
+        }
+        if !is_valid_key_prefix(&self.key_prefix) {
+            return Err(bad(
+                "key_prefix",
+                "must be 1 to 128 printable ascii bytes without whitespace or { } * ? [ ] \\",
+            ));
+        }
+        if let Some(c) = &self.client_cache {
+            if !(1..=100_000_000).contains(&c.max_entries) {
+                return Err(bad(
+                    "client_cache.max_entries",
+                    "must be between 1 and 100000000",
+                ));
+            }
+            if !(MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(&c.max_bytes) {
+                return Err(bad(
+                    "client_cache.max_bytes",
+                    "must be between 4096 and 68719476736",
+                ));
+            }
+            if !secs_ok(c.max_age) {
+                return Err(bad("client_cache.max_age", SECS));
+            }
         }
         Ok(())
     }
@@ -338,6 +406,9 @@ fn opt_string(key: &str, v: &Value) -> Result<Option<String>> {
         v => string(key, v).map(Some),
     }
 }
+
+const MIN_CACHE_BYTES: usize = 4096;
+const MAX_CACHE_BYTES: usize = 1 << 36;
 
 fn client_cache(v: &Value) -> Result<Option<ClientCacheConfig>> {
     const K: &str = "client_cache";
@@ -358,6 +429,18 @@ fn client_cache(v: &Value) -> Result<Option<ClientCacheConfig>> {
                                 )
                             })?;
                     }
+                    "max_bytes" => {
+                        c.max_bytes = usize::try_from(uint("client_cache.max_bytes", value)?)
+                            .ok()
+                            .filter(|n| (MIN_CACHE_BYTES..=MAX_CACHE_BYTES).contains(n))
+                            .ok_or_else(|| {
+                                bad(
+                                    "client_cache.max_bytes",
+                                    "must be between 4096 and 68719476736",
+                                )
+                            })?;
+                    }
+                    "max_age" => c.max_age = seconds("client_cache.max_age", value)?,
                     "enabled" => {
                         if !boolean("client_cache.enabled", value)? {
                             return Ok(None);

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use fred::interfaces::{ClientLike, KeysInterface};
-use futures::{StreamExt, future::join_all};
+use fred::interfaces::ClientLike;
+use futures::future::join_all;
 use psm_core::Result;
 use serde::Serialize;
 
-use crate::{conn::Conn, store::RedisStore};
+use crate::store::RedisStore;
 
 /// Keys and keys with an expiry of one database (the `INFO keyspace` line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -97,27 +97,27 @@ impl RedisStore {
     /// # Errors
     /// `ProviderNotInitialized` before `initialize`; `ProviderConnection` when unreachable.
     pub async fn get_connection_info(&self) -> Result<ConnectionInfo> {
+        const OP: &str = "get_connection_info";
         let conn = self.shared.conn()?;
-        let client = conn.pool.next();
+        let client = conn.client(OP)?;
         let nodes = if self.shared.config.cluster {
-            let servers = client.active_connections();
+            let servers = fred::interfaces::ClusterInterface::cached_cluster_state(client)
+                .map(|s| s.unique_primary_nodes())
+                .unwrap_or_default();
             let infos = join_all(servers.iter().map(|s| {
                 let c = client.with_cluster_node(s.clone());
-                async move { c.info::<String>(None).await }
+                let conn = &conn;
+                async move { conn.bounded(OP, c.info::<String>(None)).await }
             }))
             .await;
             let mut nodes = Vec::new();
             for (s, i) in servers.iter().zip(infos) {
-                let text = i.map_err(|e| conn.err(&e, "get_connection_info"))?;
-                nodes.push(parse_info(s.to_string(), &text));
+                nodes.push(parse_info(s.to_string(), &i?));
             }
             nodes.sort_by(|a, b| a.server.cmp(&b.server));
             nodes
         } else {
-            let text: String = client
-                .info(None)
-                .await
-                .map_err(|e| conn.err(&e, "get_connection_info"))?;
+            let text: String = conn.bounded(OP, client.info(None)).await?;
             let c = &self.shared.config;
             vec![parse_info(format!("{}:{}", c.host, c.port), &text)]
         };
@@ -148,46 +148,32 @@ impl RedisStore {
         })
     }
 
-    /// Removes every key under this store's prefix (sessions, indexes, and the token and cache
-    /// keys sharing the prefix) with `SCAN MATCH <prefix>*` and `UNLINK`; never `FLUSHDB`.
-    /// Returns how many keys it removed.
+    /// Removes every session of this store: the session hashes and per-user session indexes of
+    /// this exact prefix (`SCAN MATCH` + `UNLINK`; never `FLUSHDB`), each key checked against the
+    /// layout, so neither keys outside the prefix nor keys of a longer (nested) prefix are
+    /// touched. Token families, token epochs and cache entries stay (see
+    /// [`RedisTokenStateStore::flush_all`](crate::RedisTokenStateStore::flush_all) and
+    /// [`RedisCache::clear`](crate::RedisCache::clear)). Returns how many keys it removed.
     ///
     /// # Errors
     /// `ProviderNotInitialized` before `initialize`; `ProviderConnection` when unreachable.
     pub async fn flush_all_sessions(&self) -> Result<u64> {
+        const OP: &str = "flush_all_sessions";
         let conn = self.shared.conn()?;
-        let n = flush_prefix(
-            &conn,
-            &self.shared.keys.all_pattern(),
-            self.shared.config.cluster,
-        )
-        .await;
+        let keys = &self.shared.keys;
+        let mut found = Vec::new();
+        for pattern in [keys.session_pattern(), keys.user_index_pattern()] {
+            found.extend(
+                conn.scan(&pattern, OP)
+                    .await?
+                    .into_iter()
+                    .filter(|k| keys.is_session_family_key(k)),
+            );
+        }
+        let n = conn.unlink_all(found, OP).await;
         if let Some(c) = &self.shared.client_cache {
             c.clear();
         }
         n
     }
-}
-
-async fn flush_prefix(conn: &Conn, pattern: &str, cluster: bool) -> Result<u64> {
-    let client = conn.pool.next();
-    let mut stream = if cluster {
-        client
-            .scan_cluster_buffered(pattern, Some(1000), None)
-            .boxed()
-    } else {
-        client.scan_buffered(pattern, Some(1000), None).boxed()
-    };
-    let mut keys = Vec::new();
-    while let Some(k) = stream.next().await {
-        keys.push(k.map_err(|e| conn.err(&e, "flush_all_sessions"))?);
-    }
-    let mut removed = 0u64;
-    for chunk in keys.chunks(512) {
-        let dels = chunk.iter().map(|k| conn.pool.unlink::<u64, _>(k.clone()));
-        for r in join_all(dels).await {
-            removed += r.map_err(|e| conn.err(&e, "flush_all_sessions"))?;
-        }
-    }
-    Ok(removed)
 }

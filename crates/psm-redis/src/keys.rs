@@ -43,10 +43,75 @@ impl Keys {
         k
     }
 
-    /// The session id of a session key, if `key` is one.
+    /// The session id of a session key, if `key` is one of this prefix (a key of a longer,
+    /// nested prefix never is: prefixes hold no `{`).
     pub(crate) fn session_id_of<'a>(&self, key: &'a str) -> Option<&'a str> {
-        key.strip_prefix(self.session_start.as_str())?
-            .strip_suffix('}')
+        let sid = key
+            .strip_prefix(self.session_start.as_str())?
+            .strip_suffix('}')?;
+        (!sid.is_empty() && sid.bytes().all(is_id_byte)).then_some(sid)
+    }
+
+    /// Whether `key` is exactly `<prefix><tag>{<inner>}<suffix>` for one of `suffixes`, with an
+    /// inner part that an id or an escaped value can be.
+    pub(crate) fn has_shape(&self, key: &str, tag: &str, suffixes: &[&str]) -> bool {
+        let Some(rest) = key
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix(tag))
+            .and_then(|r| r.strip_prefix('{'))
+        else {
+            return false;
+        };
+        let Some(close) = rest.find('}') else {
+            return false;
+        };
+        let (inner, suffix) = (&rest[..close], &rest[close + 1..]);
+        !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| is_id_byte(b) || b == b'.' || b == b'%')
+            && suffixes.contains(&suffix)
+    }
+
+    /// Whether `key` is a session hash or a per-user session index of this prefix.
+    pub(crate) fn is_session_family_key(&self, key: &str) -> bool {
+        self.session_id_of(key).is_some()
+            || self.has_shape(key, "u:", &[":c", ":x", ":r", ":v", ":q"])
+    }
+
+    /// Whether `key` is a token-family key of this prefix (families, their consumed ids, the
+    /// per-user family indexes, the expiry index); token epochs are not.
+    pub(crate) fn is_token_key(&self, key: &str) -> bool {
+        self.has_shape(key, "f:", &["", ":used"])
+            || self.has_shape(key, "fam:", &[""])
+            || key == self.family_expiry()
+    }
+
+    /// Whether `key` is a cache entry or a cache tag of this prefix.
+    pub(crate) fn is_cache_key(&self, key: &str) -> bool {
+        self.has_shape(key, "c:", &[""]) || self.has_shape(key, "t:", &[""])
+    }
+
+    /// The `SCAN MATCH` pattern of every per-user index key (`c`, `x`, `r`, `v`, `q`).
+    pub(crate) fn user_index_pattern(&self) -> String {
+        format!("{}u:{{*}}:[cxrvq]", self.prefix)
+    }
+
+    /// The `SCAN MATCH` patterns of the token-family keys.
+    pub(crate) fn token_patterns(&self) -> [String; 3] {
+        [
+            format!("{}f:{{*}}*", self.prefix),
+            format!("{}fam:{{*}}", self.prefix),
+            self.family_expiry(),
+        ]
+    }
+
+    /// The `SCAN MATCH` patterns of the cache keys.
+    pub(crate) fn cache_patterns(&self) -> [String; 2] {
+        [
+            format!("{}c:{{*}}", self.prefix),
+            format!("{}t:{{*}}", self.prefix),
+        ]
     }
 
     /// The `SCAN MATCH` pattern of every session key.
@@ -68,6 +133,7 @@ impl Keys {
             expiry: format!("{base}x"),
             pending: format!("{base}r"),
             evicting: format!("{base}v"),
+            inflight: format!("{base}q"),
         }
     }
 
@@ -83,9 +149,9 @@ impl Keys {
         (k, used)
     }
 
-    /// The set of a user's family ids.
+    /// The sorted set of a user's family ids, scored by their expiry (unix µs).
     pub(crate) fn user_families(&self, user: &str) -> String {
-        format!("{}uf:{{{}}}", self.prefix, escape(user))
+        format!("{}fam:{{{}}}", self.prefix, escape(user))
     }
 
     /// A user's token epoch.
@@ -107,11 +173,11 @@ impl Keys {
     pub(crate) fn cache_tag(&self, tag: &str) -> String {
         format!("{}t:{{{}}}", self.prefix, escape(tag))
     }
+}
 
-    /// The `SCAN MATCH` pattern of every key under the prefix.
-    pub(crate) fn all_pattern(&self) -> String {
-        format!("{}*", self.prefix)
-    }
+/// A byte of a session, family or token id.
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 /// The index keys of one user.
@@ -121,15 +187,18 @@ pub(crate) struct UserKeys {
     pub(crate) expiry: String,
     pub(crate) pending: String,
     pub(crate) evicting: String,
+    /// How many reservations of each id are in flight (cluster mode).
+    pub(crate) inflight: String,
 }
 
 impl UserKeys {
-    pub(crate) fn all(&self) -> Vec<String> {
-        vec![
-            self.created.clone(),
-            self.expiry.clone(),
-            self.pending.clone(),
-            self.evicting.clone(),
+    pub(crate) fn all(&self) -> [&str; 5] {
+        [
+            &self.created,
+            &self.expiry,
+            &self.pending,
+            &self.evicting,
+            &self.inflight,
         ]
     }
 }
@@ -164,5 +233,42 @@ mod tests {
         assert_eq!(k.family("f1").1, "p:f:{f1}:used");
         assert_eq!(k.cache_entry("k*"), "p:c:{k%2A}");
         assert!(k.session_pattern().starts_with("p:s:{"));
+        assert_eq!(k.user_families("a b"), "p:fam:{a%20b}");
+    }
+
+    #[test]
+    fn key_shapes_never_claim_a_nested_prefix_or_a_foreign_key() {
+        let k = Keys::new("a:");
+        let nested = Keys::new("a:b:");
+        for key in [
+            nested.session("x"),
+            nested.user_index("u").created,
+            nested.family("f").0,
+            nested.cache_entry("c"),
+            nested.family_expiry(),
+            "a:s:{x}:extra".to_owned(),
+            "a:s:{a b}".to_owned(),
+            "a:u:{u}:cc".to_owned(),
+            "a:ue:{u}".to_owned(),
+            "a:other".to_owned(),
+        ] {
+            assert!(!k.is_session_family_key(&key), "{key}");
+            assert!(!k.is_token_key(&key), "{key}");
+            assert!(!k.is_cache_key(&key), "{key}");
+        }
+        assert!(k.is_session_family_key(&k.session("x")));
+        for uk in k.user_index("a{b}").all() {
+            assert!(k.is_session_family_key(uk), "{uk}");
+        }
+        assert!(k.is_token_key(&k.family("f1").0));
+        assert!(k.is_token_key(&k.family("f1").1));
+        assert!(k.is_token_key(&k.user_families("u")));
+        assert!(k.is_token_key(&k.family_expiry()));
+        assert!(
+            !k.is_token_key(&k.user_epoch("u")),
+            "epochs are not flushed"
+        );
+        assert!(k.is_cache_key(&k.cache_entry("k*")));
+        assert!(k.is_cache_key(&k.cache_tag("t")));
     }
 }

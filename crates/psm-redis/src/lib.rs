@@ -59,8 +59,9 @@ use std::sync::Arc;
 pub use cache::RedisCache;
 pub use client_cache::ClientCacheStats;
 pub use config::{
-    ClientCacheConfig, DEFAULT_CLIENT_CACHE_ENTRIES, DEFAULT_KEY_PREFIX, DEFAULT_POOL_SIZE,
-    MAX_KEY_PREFIX_LEN, RedisConfig, SslCertReqs, is_valid_key_prefix,
+    ClientCacheConfig, DEFAULT_CLIENT_CACHE_BYTES, DEFAULT_CLIENT_CACHE_ENTRIES,
+    DEFAULT_CLIENT_CACHE_MAX_AGE, DEFAULT_KEY_PREFIX, DEFAULT_POOL_SIZE, MAX_KEY_PREFIX_LEN,
+    RedisConfig, SslCertReqs, is_valid_key_prefix,
 };
 pub use info::{ConnectionInfo, KeyspaceInfo, NodeInfo};
 pub use store::RedisStore;
@@ -82,8 +83,11 @@ impl RedisStorage {
     /// Storage for `config`; no I/O until [`initialize`](Self::initialize).
     ///
     /// # Errors
-    /// `ProviderConfiguration` when the TLS settings cannot be built.
+    /// `ProviderConfiguration` when a value breaks the rules of [`RedisConfig::validate`] (a
+    /// configuration built as a struct is checked exactly like one read from JSON or a URL), or
+    /// when the TLS settings cannot be built.
     pub fn new(config: RedisConfig) -> Result<Self> {
+        config.validate()?;
         if config.ssl {
             tls::client_config(&config)?;
         }

@@ -28,8 +28,48 @@ end
 local function unindex(uenc, sid)
   redis.call('ZREM', uk(uenc, 'c'), sid)
   redis.call('ZREM', uk(uenc, 'x'), sid)
-  redis.call('ZREM', uk(uenc, 'r'), sid)
-  redis.call('ZREM', uk(uenc, 'v'), sid)
+end
+-- drops at most `cap` entries whose expiry score is due from c and x (and v when given), in
+-- batches of 1000; returns the dropped ids. The score is never below a session's real expiry.
+local function prune_expired(c, x, v, cap)
+  local all = {}
+  repeat
+    local batch = redis.call('ZRANGEBYSCORE', x, '-inf', NOW, 'LIMIT', 0, 1000)
+    if #batch > 0 then
+      redis.call('ZREM', c, unpack(batch))
+      redis.call('ZREM', x, unpack(batch))
+      if v then redis.call('ZREM', v, unpack(batch)) end
+      for _, m in ipairs(batch) do all[#all + 1] = m end
+    end
+  until #batch < 1000 or #all >= cap
+  return all
+end
+-- whether id m has a reservation in flight (younger than the grace period)
+local function pending(r, m, now_ms, grace)
+  local s = redis.call('ZSCORE', r, m)
+  return s and tonumber(s) > now_ms - grace
+end
+-- drops reservations and eviction marks older than the grace period (their callers died)
+local function drop_stale(r, v, q, now_ms, grace)
+  local cut = '(' .. (now_ms - grace)
+  local stale = redis.call('ZRANGEBYSCORE', r, '-inf', cut, 'LIMIT', 0, 1000)
+  if #stale > 0 then
+    redis.call('ZREM', r, unpack(stale))
+    redis.call('HDEL', q, unpack(stale))
+  end
+  redis.call('ZREMRANGEBYSCORE', v, '-inf', cut)
+end
+-- removes entry m when its created score still equals `created` (the incarnation the caller saw
+-- or deleted) and no reservation of m is in flight
+local function drop_incarnation(c, x, r, v, m, created, now_ms, grace)
+  local s = redis.call('ZSCORE', c, m)
+  if not s then
+    redis.call('ZREM', x, m); redis.call('ZREM', v, m)
+    return false
+  end
+  if tonumber(s) ~= tonumber(created) or pending(r, m, now_ms, grace) then return false end
+  redis.call('ZREM', c, m); redis.call('ZREM', x, m); redis.call('ZREM', v, m)
+  return true
 end
 -- writes session k from ARGV[a+1..]: sid user uenc created expires ttl_ms meta n perms...
 local function write_session(k, a)
@@ -84,6 +124,10 @@ macro_rules! script {
 }
 
 // ---- standalone (atomic over the session and its user index) ----
+//
+// Every script reads a bounded window of a user's index: expired entries go by score range
+// (`ZRANGEBYSCORE … LIMIT`), counts come from `ZCARD`, and whole-index work (cleanup,
+// invalidate_user_sessions, big evictions) is driven from Rust in windows.
 
 // KEYS: session. ARGV: P NOW | sid user uenc created expires ttl_ms meta n perms...
 // Upsert; moves the session out of its old owner's index.
@@ -102,7 +146,9 @@ return 1
 );
 
 // KEYS: session. ARGV: P NOW | sid user uenc created expires ttl_ms meta n perms... | max policy
-// Returns {'exists'} | {'limit'} | {'ok', evicted...}.
+// token window. Returns {'exists'} | {'limit'} | {'more', evicted...} (evicted a window of
+// victims, call again) | {'ok', evicted...}. The request token makes a retry of a call that
+// already succeeded answer 'ok' again instead of 'exists'.
 script!(
     SA_CREATE,
     r#"
@@ -111,35 +157,71 @@ local sid, user, uenc = ARGV[3], ARGV[4], ARGV[5]
 local n = tonumber(ARGV[10])
 local max = tonumber(ARGV[11 + n])
 local evict = ARGV[12 + n] == 'evict'
-if live_owner(k) then return {'exists'} end
-local c, x = uk(uenc, 'c'), uk(uenc, 'x')
-local expired = redis.call('ZRANGEBYSCORE', x, '-inf', NOW)
-for _, m in ipairs(expired) do redis.call('ZREM', c, m); redis.call('ZREM', x, m) end
-local live = {}
-for _, m in ipairs(redis.call('ZRANGE', c, 0, -1)) do
-  if m ~= sid and live_owner(sk(m)) == user then
-    live[#live + 1] = m
-  else
-    redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+local token = ARGV[13 + n]
+local W = tonumber(ARGV[14 + n])
+local cur = redis.call('HMGET', k, ' u', ' e', ' q', ' w')
+if cur[1] and not (cur[2] and tonumber(cur[2]) <= NOW) then
+  if cur[3] == token then
+    local out = {'ok'}
+    if cur[4] then for m in string.gmatch(cur[4], '[^,]+') do out[#out + 1] = m end end
+    return out
   end
+  return {'exists'}
 end
+local c, x = uk(uenc, 'c'), uk(uenc, 'x')
+prune_expired(c, x, nil, 10000)
+local count = redis.call('ZCARD', c)
+if redis.call('ZSCORE', c, sid) then count = count - 1 end
 local victims = {}
-if #live >= max then
-  if not evict then return {'limit'} end
-  for i = 1, #live - max + 1 do
-    local v = live[i]
-    victims[#victims + 1] = v
-    redis.call('DEL', sk(v))
-    redis.call('ZREM', c, v); redis.call('ZREM', x, v)
+if count >= max then
+  if not evict then
+    -- entries whose session vanished outside psm do not count: verify the oldest window
+    local batch = redis.call('ZRANGE', c, 0, W - 1)
+    for _, m in ipairs(batch) do
+      if m ~= sid and live_owner(sk(m)) ~= user then
+        redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+        count = count - 1
+      end
+    end
+    if count >= max then return {'limit'} end
+  else
+    local need = count - max + 1
+    local rank, examined = 0, 0
+    while need > 0 and #victims < W and examined < 10000 do
+      local batch = redis.call('ZRANGE', c, rank, rank + 99)
+      if #batch == 0 then break end
+      local kept = 0
+      for _, m in ipairs(batch) do
+        examined = examined + 1
+        if need == 0 or #victims >= W or m == sid then
+          kept = kept + 1
+        else
+          if live_owner(sk(m)) == user then
+            victims[#victims + 1] = m
+            redis.call('DEL', sk(m))
+          end
+          redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+          need = need - 1
+        end
+      end
+      rank = rank + kept
+    end
+    if need > 0 then
+      local out = {'more'}
+      for _, m in ipairs(victims) do out[#out + 1] = m end
+      return out
+    end
   end
 end
 local old = redis.call('HGET', k, ' k')
 if old and old ~= uenc then unindex(old, sid) end
 write_session(k, 2)
+redis.call('HSET', k, ' q', token)
+if #victims > 0 then redis.call('HSET', k, ' w', table.concat(victims, ',')) end
 redis.call('ZADD', c, ARGV[6], sid)
 redis.call('ZADD', x, ARGV[7] == '' and '+inf' or ARGV[7], sid)
 local out = {'ok'}
-for _, v in ipairs(victims) do out[#out + 1] = v end
+for _, m in ipairs(victims) do out[#out + 1] = m end
 return out
 "#
 );
@@ -177,107 +259,146 @@ return 1
 "#
 );
 
-// KEYS: user c, x. ARGV: P NOW | user offset limit. Cleans the index and returns a page.
+// KEYS: user c, x. ARGV: P NOW | user offset limit. Drops due entries by score, then reads the
+// page from rank `offset`, verifying (and dropping) only the entries it reads.
 script!(
     SA_LIST_USER,
     r#"
 local c, x = KEYS[1], KEYS[2]
 local user = ARGV[3]
 local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
-local expired = redis.call('ZRANGEBYSCORE', x, '-inf', NOW)
-for _, m in ipairs(expired) do redis.call('ZREM', c, m); redis.call('ZREM', x, m) end
-local out, seen = {}, 0
-for _, m in ipairs(redis.call('ZRANGE', c, 0, -1)) do
-  if live_owner(sk(m)) == user then
-    if seen >= offset and #out < limit then out[#out + 1] = m end
-    seen = seen + 1
-  else
-    redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+prune_expired(c, x, nil, 10000)
+local out = {}
+local rank, examined = offset, 0
+while #out < limit and examined < limit + 10000 do
+  local batch = redis.call('ZRANGE', c, rank, rank + (limit - #out) - 1)
+  if #batch == 0 then break end
+  for _, m in ipairs(batch) do
+    examined = examined + 1
+    if live_owner(sk(m)) == user then
+      out[#out + 1] = m
+      rank = rank + 1
+    else
+      redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+    end
   end
 end
 return out
 "#
 );
 
-// KEYS: user c, x. ARGV: P NOW | user. Removes expired and dangling entries; returns how many
-// expired sessions of the user it found (deleting those still stored).
+// KEYS: user c, x. ARGV: P NOW | user start window. One window of cleanup: removes expired and
+// dangling entries among ranks start..start+window-1 of c (deleting expired sessions still
+// stored). Returns {expired sessions found, entries examined, entries removed}.
 script!(
     SA_CLEANUP_USER,
     r#"
 local c, x = KEYS[1], KEYS[2]
 local user = ARGV[3]
-local count = 0
-for _, m in ipairs(redis.call('ZRANGE', c, 0, -1)) do
+local start, W = tonumber(ARGV[4]), tonumber(ARGV[5])
+local count, removed = 0, 0
+local batch = redis.call('ZRANGE', c, start, start + W - 1)
+for _, m in ipairs(batch) do
   local k = sk(m)
   local v = redis.call('HMGET', k, ' u', ' e')
-  local xs = redis.call('ZSCORE', x, m)
+  local dead = false
   if not v[1] then
+    local xs = redis.call('ZSCORE', x, m)
     if xs and tonumber(xs) <= NOW then count = count + 1 end
-    redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+    dead = true
   elseif v[1] ~= user then
-    redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+    dead = true
   elseif v[2] and tonumber(v[2]) <= NOW then
     redis.call('DEL', k)
     count = count + 1
+    dead = true
+  end
+  if dead then
     redis.call('ZREM', c, m); redis.call('ZREM', x, m)
+    removed = removed + 1
   end
 end
-for _, m in ipairs(redis.call('ZRANGE', x, 0, -1)) do
-  if not redis.call('ZSCORE', c, m) then redis.call('ZREM', x, m) end
-end
-return count
+return {count, #batch, removed}
 "#
 );
 
-// KEYS: user c, x. ARGV: P NOW | user. Removes every session of the user; returns the live count.
+// KEYS: user c, x. ARGV: P NOW | start window. One window over x: drops entries missing from c.
+// Returns {entries examined, entries removed}.
+script!(
+    SA_CLEANUP_EXPIRY,
+    r#"
+local c, x = KEYS[1], KEYS[2]
+local start, W = tonumber(ARGV[3]), tonumber(ARGV[4])
+local removed = 0
+local batch = redis.call('ZRANGE', x, start, start + W - 1)
+for _, m in ipairs(batch) do
+  if not redis.call('ZSCORE', c, m) then redis.call('ZREM', x, m); removed = removed + 1 end
+end
+return {#batch, removed}
+"#
+);
+
+// KEYS: user c, x. ARGV: P NOW | user window. Removes the first window of the user's sessions
+// and their entries. Returns {live sessions removed, entries examined}; when fewer than a window
+// were left, the expiry index is removed too.
 script!(
     SA_INVALIDATE_USER,
     r#"
 local c, x = KEYS[1], KEYS[2]
-local user = ARGV[3]
+local user, W = ARGV[3], tonumber(ARGV[4])
 local count = 0
-for _, m in ipairs(redis.call('ZRANGE', c, 0, -1)) do
+local batch = redis.call('ZRANGE', c, 0, W - 1)
+for _, m in ipairs(batch) do
   local k = sk(m)
   local v = redis.call('HMGET', k, ' u', ' e')
   if v[1] == user then
     redis.call('DEL', k)
     if not (v[2] and tonumber(v[2]) <= NOW) then count = count + 1 end
   end
+  redis.call('ZREM', c, m); redis.call('ZREM', x, m)
 end
-redis.call('DEL', c, x)
-return count
+if #batch < W then redis.call('DEL', x) end
+return {count, #batch}
 "#
 );
 
 // ---- cluster: session slot ----
 
-// KEYS: session. ARGV: P NOW | sid user uenc created expires ttl_ms meta n perms... | mode
-// mode 'create' refuses a live session. Returns {'exists'} or {'ok', old uenc or ''}.
+// KEYS: session. ARGV: P NOW | sid user uenc created expires ttl_ms meta n perms... | mode token
+// mode 'create' refuses a live session unless it carries this request's token (a retry).
+// Returns {'exists', owner uenc} or {'ok', old uenc or '', old created or ''}.
 script!(
     CL_WRITE,
     r#"
 local k = KEYS[1]
 local n = tonumber(ARGV[10])
-if ARGV[11 + n] == 'create' and live_owner(k) then return {'exists'} end
-local old = redis.call('HGET', k, ' k') or ''
+local create = ARGV[11 + n] == 'create'
+local token = ARGV[12 + n]
+if create and live_owner(k) then
+  local v = redis.call('HMGET', k, ' k', ' q')
+  if v[2] == token then return {'ok', ''} end
+  return {'exists', v[1] or ''}
+end
+local old = redis.call('HMGET', k, ' k', ' c')
 write_session(k, 2)
-return {'ok', old}
+if create then redis.call('HSET', k, ' q', token) end
+return {'ok', old[1] or '', old[2] or ''}
 "#
 );
 
 // KEYS: session. ARGV: P NOW | owner-uenc or ''. Deletes the session (only if owned by the given
-// user when one is given). Returns {live 0/1, uenc} or {} when nothing was deleted.
+// user when one is given). Returns {live 0/1, uenc, created} or {} when nothing was deleted.
 script!(
     CL_DELETE,
     r#"
 local k = KEYS[1]
-local v = redis.call('HMGET', k, ' k', ' e')
+local v = redis.call('HMGET', k, ' k', ' e', ' c')
 if not v[1] then return {} end
 if ARGV[3] ~= '' and v[1] ~= ARGV[3] then return {} end
 redis.call('DEL', k)
 local live = 1
 if v[2] and tonumber(v[2]) <= NOW then live = 0 end
-return {live, v[1]}
+return {live, v[1], v[3] or ''}
 "#
 );
 
@@ -298,123 +419,145 @@ return redis.call('HGET', k, ' k')
 "#
 );
 
-// ---- cluster: user slot (KEYS: c x r v) ----
+// ---- cluster: user slot (KEYS: c x r v q) ----
+//
+// c: ids by created_at; x: ids by an expiry that is never below the session's real one (raised
+// before a session write, never lowered); r: ids with a reservation in flight, scored by the
+// latest reservation time, and q: how many reservations of each id are in flight; v: ids marked
+// as eviction victims, scored by the mark time. Reservations and marks older than the grace
+// period belong to callers that died: they are dropped, and the entries count again.
 
-// ARGV: P NOW | sid created expires max policy now_ms grace_ms
-// Returns {'limit'} | {'busy'} | {'ok', victims...}. Victims are marked in v, the new id is
-// indexed and marked pending in r.
+// ARGV: P NOW | sid created expires max policy now_ms grace window
+// Returns {'limit'} | {'busy'} | {'more', victim, created, ...} (victims marked, no reservation:
+// evict them and call again) | {'ok', victim, created, ...} (victims marked, sid reserved).
 script!(
     CL_RESERVE,
     r#"
-local c, x, r, v = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local c, x, r, v, q = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local sid = ARGV[3]
 local max = tonumber(ARGV[6])
 local evict = ARGV[7] == 'evict'
 local now_ms, grace = tonumber(ARGV[8]), tonumber(ARGV[9])
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', x, '-inf', NOW)) do
-  redis.call('ZREM', c, m); redis.call('ZREM', x, m); redis.call('ZREM', r, m); redis.call('ZREM', v, m)
-end
-redis.call('ZREM', c, sid); redis.call('ZREM', x, sid); redis.call('ZREM', r, sid); redis.call('ZREM', v, sid)
-local members = redis.call('ZRANGE', c, 0, -1)
-local counted, candidates = 0, {}
-for _, m in ipairs(members) do
-  if not redis.call('ZSCORE', v, m) then
-    counted = counted + 1
-    local rs = redis.call('ZSCORE', r, m)
-    if not (rs and tonumber(rs) > now_ms - grace) then candidates[#candidates + 1] = m end
-  end
-end
+local W = tonumber(ARGV[10])
+drop_stale(r, v, q, now_ms, grace)
+prune_expired(c, x, v, 10000)
+local counted = redis.call('ZCARD', c) - redis.call('ZCARD', v)
+if redis.call('ZSCORE', c, sid) and not redis.call('ZSCORE', v, sid) then counted = counted - 1 end
 local victims = {}
 if counted >= max then
   if not evict then return {'limit'} end
   local need = counted - max + 1
-  if #candidates < need then return {'busy'} end
-  for i = 1, need do
-    victims[#victims + 1] = candidates[i]
-    redis.call('ZADD', v, now_ms, candidates[i])
+  local rank, examined = 0, 0
+  while need > 0 and #victims < 2 * W and examined < 10000 do
+    local batch = redis.call('ZRANGE', c, rank, rank + 99, 'WITHSCORES')
+    if #batch == 0 then break end
+    for i = 1, #batch, 2 do
+      local m = batch[i]
+      examined = examined + 1
+      if need > 0 and #victims < 2 * W and m ~= sid and not redis.call('ZSCORE', v, m)
+        and not pending(r, m, now_ms, grace) then
+        victims[#victims + 1] = m
+        victims[#victims + 1] = batch[i + 1]
+        redis.call('ZADD', v, now_ms, m)
+        need = need - 1
+      end
+    end
+    rank = rank + #batch / 2
+  end
+  if need > 0 then
+    if #victims == 0 then return {'busy'} end
+    local out = {'more'}
+    for _, m in ipairs(victims) do out[#out + 1] = m end
+    return out
   end
 end
 redis.call('ZADD', c, ARGV[4], sid)
-redis.call('ZADD', x, ARGV[5] == '' and '+inf' or ARGV[5], sid)
-redis.call('ZADD', r, now_ms, sid)
+redis.call('ZADD', x, 'GT', ARGV[5] == '' and '+inf' or ARGV[5], sid)
+redis.call('ZADD', r, 'GT', now_ms, sid)
+redis.call('HINCRBY', q, sid, 1)
 local out = {'ok'}
 for _, m in ipairs(victims) do out[#out + 1] = m end
 return out
 "#
 );
 
-// ARGV: P NOW | sid ok(1/0) victims... Commits (drops the pending mark and the victims) or rolls
-// back (drops the reservation, unmarks the victims).
+// ARGV: P NOW | now_ms grace sid mode nd victim created ... unmarked...
+// Ends a reservation of sid ('' for none): mode 'commit' or 'keep' drop only this reservation;
+// 'rollback' also drops the entry unless another reservation of sid is in flight. The nd
+// (victim, created) pairs were deleted: their entries go when still of that incarnation (same
+// created score) and not re-reserved. The remaining ids are unmarked (they count again).
 script!(
     CL_FINISH,
     r#"
-local c, x, r, v = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local sid = ARGV[3]
-if ARGV[4] == '1' then
-  redis.call('ZREM', r, sid)
-  for i = 5, #ARGV do
-    local m = ARGV[i]
-    redis.call('ZREM', c, m); redis.call('ZREM', x, m); redis.call('ZREM', v, m)
+local c, x, r, v, q = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now_ms, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
+local sid, mode, nd = ARGV[5], ARGV[6], tonumber(ARGV[7])
+if sid ~= '' then
+  local left = 0
+  if redis.call('HEXISTS', q, sid) == 1 then left = redis.call('HINCRBY', q, sid, -1) end
+  if left <= 0 then redis.call('HDEL', q, sid); redis.call('ZREM', r, sid) end
+  if mode == 'rollback' and left <= 0 then
+    redis.call('ZREM', c, sid); redis.call('ZREM', x, sid); redis.call('ZREM', v, sid)
   end
-else
-  redis.call('ZREM', c, sid); redis.call('ZREM', x, sid); redis.call('ZREM', r, sid)
-  for i = 5, #ARGV do redis.call('ZREM', v, ARGV[i]) end
 end
+for i = 0, nd - 1 do
+  local m, created = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
+  drop_incarnation(c, x, r, v, m, created, now_ms, grace)
+end
+for i = 8 + 2 * nd, #ARGV do redis.call('ZREM', v, ARGV[i]) end
 return 1
 "#
 );
 
-// ARGV: P NOW | now_ms grace_ms force(1/0) sids... Removes index entries; unless force, entries
-// reserved less than grace ago stay.
+// ARGV: P NOW | now_ms grace (sid created)... Removes each entry whose created score still
+// equals `created` and that has no reservation in flight; returns how many.
 script!(
     CL_PRUNE,
     r#"
 local c, x, r, v = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now_ms, grace, force = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local now_ms, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
 local n = 0
-for i = 6, #ARGV do
-  local m = ARGV[i]
-  local rs = redis.call('ZSCORE', r, m)
-  if force or not (rs and tonumber(rs) > now_ms - grace) then
-    redis.call('ZREM', c, m); redis.call('ZREM', x, m); redis.call('ZREM', r, m); redis.call('ZREM', v, m)
-    n = n + 1
-  end
+for i = 5, #ARGV, 2 do
+  if drop_incarnation(c, x, r, v, ARGV[i], ARGV[i + 1], now_ms, grace) then n = n + 1 end
 end
 return n
 "#
 );
 
-// ARGV: P NOW | sid expires mode ('gt' raises only, 'set' sets). Only for indexed ids.
+// ARGV: P NOW | sid expires. Raises the expiry score of an indexed id; never lowers it.
 script!(
-    CL_SET_EXPIRY,
+    CL_RAISE_EXPIRY,
     r#"
-local x = KEYS[2]
-if ARGV[5] == 'gt' then
-  redis.call('ZADD', x, 'XX', 'GT', ARGV[4], ARGV[3])
-else
-  redis.call('ZADD', x, 'XX', ARGV[4], ARGV[3])
-end
+redis.call('ZADD', KEYS[2], 'XX', 'GT', ARGV[4], ARGV[3])
 return 1
 "#
 );
 
-// ARGV: P NOW | now_ms grace_ms. Drops entries expired by score and returns {members in created
-// order..., '|', expired members..., '|', members reserved but not yet committed...}.
+// ARGV: P NOW | now_ms grace cap. Drops stale reservations and marks and at most `cap` due
+// entries; returns the dropped due ids.
 script!(
-    CL_SNAPSHOT,
+    CL_PRUNE_EXPIRED,
     r#"
-local c, x, r, v = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local c, x, r, v, q = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+drop_stale(r, v, q, tonumber(ARGV[3]), tonumber(ARGV[4]))
+return prune_expired(c, x, v, tonumber(ARGV[5]))
+"#
+);
+
+// ARGV: P NOW | now_ms grace start count. Ranks start..start+count-1 of c as
+// {id, created score, pending 0/1, ...}.
+script!(
+    CL_WINDOW,
+    r#"
+local c, r = KEYS[1], KEYS[3]
 local now_ms, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
-local expired = redis.call('ZRANGEBYSCORE', x, '-inf', NOW)
-for _, m in ipairs(expired) do
-  redis.call('ZREM', c, m); redis.call('ZREM', x, m); redis.call('ZREM', r, m); redis.call('ZREM', v, m)
-end
-local out = redis.call('ZRANGE', c, 0, -1)
-out[#out + 1] = '|'
-for _, m in ipairs(expired) do out[#out + 1] = m end
-out[#out + 1] = '|'
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', r, '(' .. (now_ms - grace), '+inf')) do
-  out[#out + 1] = m
+local start, n = tonumber(ARGV[5]), tonumber(ARGV[6])
+local batch = redis.call('ZRANGE', c, start, start + n - 1, 'WITHSCORES')
+local out = {}
+for i = 1, #batch, 2 do
+  out[#out + 1] = batch[i]
+  out[#out + 1] = batch[i + 1]
+  out[#out + 1] = pending(r, batch[i], now_ms, grace) and '1' or '0'
 end
 return out
 "#
@@ -423,12 +566,17 @@ return out
 // ---- token families (one slot each: family hash + consumed set) ----
 
 // KEYS: fam used. ARGV: P NOW | user session cur created expires pexpire_ms
+// Returns 1 when created (or when this very create already ran: same user and first token, no
+// rotation yet), 0 when another live family holds the id.
 script!(
     TK_CREATE,
     r#"
 local f = KEYS[1]
-local e = redis.call('HGET', f, 'exp')
-if e and tonumber(e) > NOW then return 0 end
+local h = redis.call('HMGET', f, 'exp', 'user', 'cur', 'rot')
+if h[1] and tonumber(h[1]) > NOW then
+  if h[2] == ARGV[3] and h[3] == ARGV[5] and h[4] == '0' then return 1 end
+  return 0
+end
 redis.call('DEL', f, KEYS[2])
 redis.call('HSET', f, 'user', ARGV[3], 'sess', ARGV[4], 'cur', ARGV[5], 'created', ARGV[6],
   'exp', ARGV[7], 'rev', '0', 'rot', '0')
@@ -438,53 +586,75 @@ return 1
 );
 
 // KEYS: fam used. ARGV: P NOW | presented next
-// Returns {'unknown'} | {'reuse', hash...} | {'revoked'} | {'expired'} | {'rotated', hash...}
+// Returns {'unknown'} | {'reuse', hash...} | {'revoked'} | {'expired'} | {'rotated', hash...}.
+// A retry of the rotation presented -> next (same pair, already applied) answers 'rotated'
+// again; any other use of a consumed id is reuse.
 script!(
     TK_CONSUME,
     r#"
 local f, used = KEYS[1], KEYS[2]
 if redis.call('EXISTS', f) == 0 then return {'unknown'} end
+local h = redis.call('HMGET', f, 'cur', 'prev', 'rev')
+if h[2] == ARGV[3] and h[1] == ARGV[4] and h[3] ~= '1' then
+  local out = redis.call('HGETALL', f); table.insert(out, 1, 'rotated'); return out
+end
 if redis.call('SISMEMBER', used, ARGV[3]) == 1 then
   redis.call('HSET', f, 'rev', '1')
   local out = redis.call('HGETALL', f); table.insert(out, 1, 'reuse'); return out
 end
-if redis.call('HGET', f, 'rev') == '1' then return {'revoked'} end
+if h[3] == '1' then return {'revoked'} end
 if tonumber(redis.call('HGET', f, 'exp')) <= NOW then return {'expired'} end
-if redis.call('HGET', f, 'cur') ~= ARGV[3] then return {'unknown'} end
+if h[1] ~= ARGV[3] then return {'unknown'} end
 redis.call('SADD', used, ARGV[3])
 local ttl = redis.call('PTTL', f)
 if ttl > 0 then redis.call('PEXPIRE', used, ttl) end
-redis.call('HSET', f, 'cur', ARGV[4])
+redis.call('HSET', f, 'cur', ARGV[4], 'prev', ARGV[3])
 redis.call('HINCRBY', f, 'rot', 1)
 local out = redis.call('HGETALL', f); table.insert(out, 1, 'rotated'); return out
 "#
 );
 
-// KEYS: fam. ARGV: P NOW | user or ''. Returns 1 if newly revoked (only the user's family when
-// a user is given).
+// KEYS: fam. ARGV: P NOW | user or ''. Returns {1 if newly revoked else 0, owner or ''}; with a
+// user, only that user's family is revoked. The owner lets the caller prune its family index.
 script!(
     TK_REVOKE,
     r#"
 local f = KEYS[1]
 local v = redis.call('HMGET', f, 'exp', 'rev', 'user')
-if not v[1] or tonumber(v[1]) <= NOW or v[2] == '1' then return 0 end
-if ARGV[3] ~= '' and v[3] ~= ARGV[3] then return 0 end
+if not v[1] then return {0, ''} end
+if ARGV[3] ~= '' and v[3] ~= ARGV[3] then return {0, ''} end
+if tonumber(v[1]) <= NOW or v[2] == '1' then return {0, v[3] or ''} end
 redis.call('HSET', f, 'rev', '1')
-return 1
+return {1, v[3] or ''}
 "#
 );
 
-// KEYS: fam used. ARGV: P NOW. Deletes the family if expired; returns 1 if it did.
+// KEYS: fam used. ARGV: P NOW. Deletes the family if expired; returns {1 if it did, owner or ''}.
 script!(
     TK_DROP_EXPIRED,
     r#"
-local v = redis.call('HGET', KEYS[1], 'exp')
-if v and tonumber(v) <= NOW then redis.call('DEL', KEYS[1], KEYS[2]); return 1 end
-return 0
+local v = redis.call('HMGET', KEYS[1], 'exp', 'user')
+if v[1] and tonumber(v[1]) <= NOW then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {1, v[2] or ''}
+end
+return {0, v[2] or ''}
 "#
 );
 
 // ---- cache (one slot each) ----
+
+// KEYS: entry. ARGV: P NOW | value expires_us ttl_ms tags_json. Writes the whole entry at once.
+script!(
+    CA_SET,
+    r#"
+local k = KEYS[1]
+redis.call('DEL', k)
+redis.call('HSET', k, 'v', ARGV[3], 'e', ARGV[4], 't', ARGV[6])
+redis.call('PEXPIRE', k, ARGV[5])
+return 1
+"#
+);
 
 // KEYS: entry. ARGV: P NOW. Deletes; returns 1 if the value was live.
 script!(
@@ -517,14 +687,15 @@ return -1
 "#
 );
 
-/// Every script, in a fixed order (their index is the [`ScriptId`]).
-pub(crate) const ALL: [Source; 21] = [
+/// Every script, in a fixed order.
+pub(crate) const ALL: [Source; 24] = [
     SA_STORE,
     SA_CREATE,
     SA_INVALIDATE,
     SA_UPDATE,
     SA_LIST_USER,
     SA_CLEANUP_USER,
+    SA_CLEANUP_EXPIRY,
     SA_INVALIDATE_USER,
     CL_WRITE,
     CL_DELETE,
@@ -532,12 +703,14 @@ pub(crate) const ALL: [Source; 21] = [
     CL_RESERVE,
     CL_FINISH,
     CL_PRUNE,
-    CL_SET_EXPIRY,
-    CL_SNAPSHOT,
+    CL_RAISE_EXPIRY,
+    CL_PRUNE_EXPIRED,
+    CL_WINDOW,
     TK_CREATE,
     TK_CONSUME,
     TK_REVOKE,
     TK_DROP_EXPIRED,
+    CA_SET,
     CA_DELETE,
     CA_DELETE_TAGGED,
 ];

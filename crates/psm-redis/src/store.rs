@@ -2,8 +2,11 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use fred::{interfaces::HashesInterface, types::Value};
-use futures::{StreamExt, future::join_all};
+use fred::{
+    interfaces::HashesInterface,
+    types::{Key, Value},
+};
+use futures::future::join_all;
 use psm_core::{
     Capabilities, Error, ErrorKind, LimitPolicy, NewSession, Page, PermissionCheck, PermissionList,
     PermissionRef, PermissionStore, Result, SessionData, SessionId, SessionIdRef, SessionInfo,
@@ -12,8 +15,8 @@ use psm_core::{
 
 use crate::{
     PROVIDER, RedisConfig, RedisStorage,
-    client_cache::{ClientCacheStats, Entry},
-    conn::{Conn, Shared, now_micros},
+    client_cache::{ClientCache, ClientCacheStats, Entry},
+    conn::{Conn, Retry, Shared, call, now_micros},
     scripts,
     session::{self, decode, expiry, integer, strings, write_args},
 };
@@ -59,23 +62,19 @@ impl RedisStore {
         sid: &str,
         now: i64,
     ) -> Result<Option<session::Stored>> {
-        let map: HashMap<String, String> = conn
-            .pool
-            .hgetall(self.shared.keys.session(sid))
-            .await
-            .map_err(|e| conn.err(&e, "get_permissions"))?;
+        let map: HashMap<String, String> = call!(conn, "get_permissions", |c| c
+            .hgetall::<HashMap<String, String>, _>(self.shared.keys.session(sid)))?;
         decode(map, now)
     }
 
-    /// Fills the client cache for `sid` with one HGETALL; returns the entry.
-    async fn fill(&self, conn: &Conn, sid: &str) -> Result<Arc<Entry>> {
-        let cache = self.shared.client_cache.as_ref();
-        let epoch = cache.map(|c| c.epoch());
-        let map: HashMap<String, String> = conn
-            .pool
-            .hgetall(self.shared.keys.session(sid))
-            .await
-            .map_err(|e| conn.err(&e, "check_permission"))?;
+    /// Fills the client cache for `sid` with one HGETALL; returns the entry. The fill is
+    /// announced in the cache before the read, so an invalidation of `sid` that arrives before
+    /// the insert cancels it (per key).
+    async fn fill(&self, cache: &ClientCache, sid: &str) -> Result<Arc<Entry>> {
+        let ticket = cache.begin_fill(sid);
+        let conn = self.shared.conn()?;
+        let map: HashMap<String, String> = call!(&conn, "check_permission", |c| c
+            .hgetall::<HashMap<String, String>, _>(self.shared.keys.session(sid)))?;
         let entry = if map.is_empty() {
             Entry::missing()
         } else {
@@ -88,45 +87,32 @@ impl RedisStore {
             )
         };
         let entry = Arc::new(entry);
-        if let (Some(c), Some(ep)) = (cache, epoch) {
-            c.insert(sid, Arc::clone(&entry), ep);
-        }
+        cache.finish_fill(sid, ticket, Arc::clone(&entry));
         Ok(entry)
     }
 
-    /// Lists every live session id (SCAN on every master), sorted.
+    /// Lists every live session id (SCAN on every master), sorted by id. Costs a scan of every
+    /// session key of the prefix per call (documented in docs/providers.md).
     async fn all_ids(&self, conn: &Conn) -> Result<Vec<String>> {
-        let pattern = self.shared.keys.session_pattern();
-        let client = conn.pool.next();
-        let mut stream = if self.cluster() {
-            client
-                .scan_cluster_buffered(pattern, Some(1000), None)
-                .boxed()
-        } else {
-            client.scan_buffered(pattern, Some(1000), None).boxed()
-        };
-        let mut ids = Vec::new();
-        while let Some(key) = stream.next().await {
-            let key = key.map_err(|e| conn.err(&e, "list_sessions"))?;
-            if let Some(sid) = key.as_str().and_then(|k| self.shared.keys.session_id_of(k)) {
-                ids.push(sid.to_owned());
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
+        let keys = conn
+            .scan(&self.shared.keys.session_pattern(), "list_sessions")
+            .await?;
+        let ids: Vec<String> = keys
+            .iter()
+            .filter_map(|k| self.shared.keys.session_id_of(k).map(str::to_owned))
+            .collect();
         let now = now_micros();
         let mut live = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(512) {
-            let checks = chunk.iter().map(|sid| {
-                let key = self.shared.keys.session(sid);
-                async move {
-                    let v: (Option<String>, Option<i64>) =
-                        conn.pool.hmget(key, &[" u", " e"]).await?;
-                    Ok::<_, fred::error::Error>(v)
-                }
+            let checks = chunk.iter().map(|sid| async move {
+                call!(conn, "list_sessions", |c| c
+                    .hmget::<(Option<String>, Option<i64>), _, _>(
+                        self.shared.keys.session(sid),
+                        &[" u", " e"]
+                    ))
             });
             for (sid, r) in chunk.iter().zip(join_all(checks).await) {
-                let (owner, e) = r.map_err(|e| conn.err(&e, "list_sessions"))?;
+                let (owner, e) = r?;
                 if owner.is_some() && e.is_none_or(|e| now < e) {
                     live.push(sid.clone());
                 }
@@ -137,26 +123,24 @@ impl RedisStore {
 
     /// Every user with an index (SCAN).
     pub(crate) async fn indexed_users(&self, conn: &Conn) -> Result<Vec<String>> {
-        let pattern = self.shared.keys.user_created_pattern();
-        let client = conn.pool.next();
-        let mut stream = if self.cluster() {
-            client
-                .scan_cluster_buffered(pattern, Some(1000), None)
-                .boxed()
-        } else {
-            client.scan_buffered(pattern, Some(1000), None).boxed()
-        };
-        let mut keys = Vec::new();
-        while let Some(key) = stream.next().await {
-            let key = key.map_err(|e| conn.err(&e, "cleanup_expired_sessions"))?;
-            if let Some(k) = key.as_str() {
-                keys.push(k.to_owned());
-            }
-        }
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
+        conn.scan(
+            &self.shared.keys.user_created_pattern(),
+            "cleanup_expired_sessions",
+        )
+        .await
     }
+}
+
+/// A script's keys and arguments from strings.
+pub(crate) fn kv(keys: &[&str], args: Vec<Value>) -> (Vec<Key>, Vec<Value>) {
+    (keys.iter().map(|k| Key::from(*k)).collect(), args)
+}
+
+/// A fresh request token for an idempotent retry (128 bits from the OS CSPRNG).
+pub(crate) fn request_token() -> Result<String> {
+    Ok(psm_core::util::generate_session_id("q")?
+        .as_str()
+        .to_owned())
 }
 
 fn ok_tag(v: &[String]) -> Option<&str> {
@@ -186,6 +170,9 @@ pub(crate) fn parse_ids(v: Vec<String>) -> Result<Vec<SessionId>> {
         .collect()
 }
 
+/// Entries a standalone script reads per call when working through a whole index.
+const WINDOW: usize = 256;
+
 #[async_trait]
 impl PermissionStore for RedisStore {
     fn provider_name(&self) -> &str {
@@ -211,14 +198,17 @@ impl PermissionStore for RedisStore {
         let sid = id.as_str();
         self.invalidate_local(sid);
         if self.cluster() {
-            return self.cl_store(&conn, sid, &session).await;
+            let r = self.cl_store(&conn, sid, &session).await;
+            self.invalidate_local(sid);
+            return r;
         }
-        let (args, _) = write_args(self.prefix(), now_micros(), sid, &session);
+        let now = now_micros();
+        let key = self.shared.keys.session(sid);
         conn.run(
             &scripts::SA_STORE,
-            vec![self.shared.keys.session(sid)],
-            args,
             "store_permissions",
+            Retry::Idempotent,
+            || kv(&[&key], write_args(self.prefix(), now, sid, &session).0),
         )
         .await?;
         self.invalidate_local(sid);
@@ -238,30 +228,42 @@ impl PermissionStore for RedisStore {
             self.invalidate_local(sid);
             return r;
         }
-        let (mut args, _) = write_args(self.prefix(), now_micros(), sid, &session);
-        args.push(limit.max.get().to_string().into());
-        args.push(policy(limit.policy).into());
-        let v = conn
-            .run(
-                &scripts::SA_CREATE,
-                vec![self.shared.keys.session(sid)],
-                args,
-                "create_session",
-            )
-            .await?;
-        let v = strings(v, "create_session")?;
-        self.invalidate_local(sid);
-        match ok_tag(&v) {
-            Some("ok") => {
-                let evicted = parse_ids(v[1..].to_vec())?;
-                for e in &evicted {
-                    self.invalidate_local(e.as_str());
-                }
-                Ok(evicted)
+        let now = now_micros();
+        let key = self.shared.keys.session(sid);
+        let token = request_token()?;
+        let mut evicted = Vec::new();
+        loop {
+            let v = conn
+                .run(
+                    &scripts::SA_CREATE,
+                    "create_session",
+                    Retry::Idempotent,
+                    || {
+                        let (mut args, _) = write_args(self.prefix(), now, sid, &session);
+                        args.push(limit.max.get().to_string().into());
+                        args.push(policy(limit.policy).into());
+                        args.push(token.as_str().into());
+                        args.push(WINDOW.to_string().into());
+                        kv(&[&key], args)
+                    },
+                )
+                .await?;
+            let v = strings(v, "create_session")?;
+            let more = match ok_tag(&v) {
+                Some("ok") => false,
+                Some("more") => true,
+                Some("exists") => return Err(exists(id)),
+                Some("limit") => return Err(limit_reached()),
+                _ => return Err(crate::error::reply("create_session")),
+            };
+            for e in parse_ids(v[1..].to_vec())? {
+                self.invalidate_local(e.as_str());
+                evicted.push(e);
             }
-            Some("exists") => Err(exists(id)),
-            Some("limit") => Err(limit_reached()),
-            _ => Err(crate::error::reply("create_session")),
+            if !more {
+                self.invalidate_local(sid);
+                return Ok(evicted);
+            }
         }
     }
 
@@ -270,22 +272,22 @@ impl PermissionStore for RedisStore {
         id: &SessionIdRef,
         permission: &PermissionRef,
     ) -> Result<bool> {
-        let conn = self.shared.conn()?;
         let sid = id.as_str();
         if let Some(cache) = &self.shared.client_cache {
             if let Some(hit) = cache.check(sid, permission.as_str()) {
                 return Ok(hit);
             }
             if cache.usable() {
-                let entry = self.fill(&conn, sid).await?;
+                let entry = self.fill(cache, sid).await?;
                 return Ok(entry.grants_now(permission.as_str()));
             }
         }
-        let (granted, e): (Option<i64>, Option<i64>) = conn
-            .pool
-            .hmget(self.shared.keys.session(sid), &[permission.as_str(), " e"])
-            .await
-            .map_err(|e| conn.err(&e, "check_permission"))?;
+        let conn = self.shared.conn()?;
+        let (granted, e): (Option<i64>, Option<i64>) = call!(&conn, "check_permission", |c| c
+            .hmget::<(Option<i64>, Option<i64>), _, _>(
+                self.shared.keys.session(sid),
+                &[permission.as_str(), " e"]
+            ))?;
         Ok(granted.is_some() && e.is_none_or(|e| now_micros() < e))
     }
 
@@ -294,12 +296,11 @@ impl PermissionStore for RedisStore {
         id: &SessionIdRef,
         permissions: &PermissionList,
     ) -> Result<PermissionCheck> {
-        let conn = self.shared.conn()?;
         let sid = id.as_str();
         if let Some(cache) = &self.shared.client_cache {
             let entry = match cache.entry(sid) {
                 Some(e) => Some(e),
-                None if cache.usable() => Some(self.fill(&conn, sid).await?),
+                None if cache.usable() => Some(self.fill(cache, sid).await?),
                 None => None,
             };
             if let Some(entry) = entry {
@@ -311,13 +312,12 @@ impl PermissionStore for RedisStore {
                 ));
             }
         }
-        let mut fields: Vec<&str> = permissions.iter_str().collect();
-        fields.push(" e");
-        let got: Vec<Option<String>> = conn
-            .pool
-            .hmget(self.shared.keys.session(sid), fields)
-            .await
-            .map_err(|e| conn.err(&e, "check_permissions"))?;
+        let conn = self.shared.conn()?;
+        let got: Vec<Option<String>> = call!(&conn, "check_permissions", |c| {
+            let mut fields: Vec<&str> = permissions.iter_str().collect();
+            fields.push(" e");
+            c.hmget::<Vec<Option<String>>, _, _>(self.shared.keys.session(sid), fields)
+        })?;
         let live = match got.last() {
             Some(Some(e)) => e.parse::<i64>().is_ok_and(|e| now_micros() < e),
             _ => true,
@@ -342,20 +342,23 @@ impl PermissionStore for RedisStore {
     async fn invalidate_session(&self, id: &SessionIdRef) -> Result<bool> {
         let conn = self.shared.conn()?;
         let sid = id.as_str();
+        self.invalidate_local(sid);
         let r = if self.cluster() {
             self.cl_invalidate(&conn, sid).await
         } else {
-            let args: Vec<Value> = vec![
-                self.prefix().into(),
-                now_micros().to_string().into(),
-                sid.into(),
-            ];
+            let key = self.shared.keys.session(sid);
+            let now = now_micros();
             let v = conn
                 .run(
                     &scripts::SA_INVALIDATE,
-                    vec![self.shared.keys.session(sid)],
-                    args,
                     "invalidate_session",
+                    Retry::Never,
+                    || {
+                        kv(
+                            &[&key],
+                            vec![self.prefix().into(), now.to_string().into(), sid.into()],
+                        )
+                    },
                 )
                 .await?;
             integer(v, "invalidate_session").map(|n| n == 1)
@@ -402,28 +405,31 @@ impl PermissionStore for RedisStore {
             );
         };
         if self.cluster() {
-            let live = self.cl_live_entries(&conn, user.as_str()).await?;
-            return parse_ids(
-                live.into_iter()
-                    .skip(page.offset_usize())
-                    .take(page.limit())
-                    .collect(),
-            );
+            let live = self
+                .cl_live_entries(&conn, user.as_str(), page.offset_usize(), page.limit())
+                .await?;
+            return parse_ids(live);
         }
         let uk = self.shared.keys.user_index(user.as_str());
-        let args: Vec<Value> = vec![
-            self.prefix().into(),
-            now_micros().to_string().into(),
-            user.as_str().into(),
-            page.offset().min(i64::MAX as u64).to_string().into(),
-            page.limit().to_string().into(),
-        ];
+        let now = now_micros();
         let v = conn
             .run(
                 &scripts::SA_LIST_USER,
-                vec![uk.created, uk.expiry],
-                args,
                 "list_sessions",
+                Retry::Idempotent,
+                || {
+                    kv(
+                        &[&uk.created, &uk.expiry],
+                        vec![
+                            self.prefix().into(),
+                            now.to_string().into(),
+                            user.as_str().into(),
+                            // Lua prints numbers with %.14g: keep the offset exact (no index is that long).
+                            page.offset().min(1_000_000_000_000).to_string().into(),
+                            page.limit().to_string().into(),
+                        ],
+                    )
+                },
             )
             .await?;
         parse_ids(strings(v, "list_sessions")?)
@@ -439,21 +445,7 @@ impl PermissionStore for RedisStore {
             let n = if self.cluster() {
                 self.cl_cleanup_user(&conn, &user).await?
             } else {
-                let uk = self.shared.keys.user_index(&user);
-                let args: Vec<Value> = vec![
-                    self.prefix().into(),
-                    now_micros().to_string().into(),
-                    user.as_str().into(),
-                ];
-                let v = conn
-                    .run(
-                        &scripts::SA_CLEANUP_USER,
-                        vec![uk.created, uk.expiry],
-                        args,
-                        "cleanup_expired_sessions",
-                    )
-                    .await?;
-                integer(v, "cleanup_expired_sessions")?
+                self.sa_cleanup_user(&conn, &user).await?
             };
             total += u64::try_from(n).unwrap_or(0);
         }
@@ -465,32 +457,111 @@ impl PermissionStore for RedisStore {
         if let Some(c) = &self.shared.client_cache {
             c.clear();
         }
-        if self.cluster() {
-            return self.cl_invalidate_user(&conn, user.as_str()).await;
-        }
-        let uk = self.shared.keys.user_index(user.as_str());
-        let args: Vec<Value> = vec![
-            self.prefix().into(),
-            now_micros().to_string().into(),
-            user.as_str().into(),
-        ];
-        let v = conn
-            .run(
-                &scripts::SA_INVALIDATE_USER,
-                vec![uk.created, uk.expiry],
-                args,
-                "invalidate_user_sessions",
-            )
-            .await?;
-        let n = integer(v, "invalidate_user_sessions")?;
+        let r = if self.cluster() {
+            self.cl_invalidate_user(&conn, user.as_str()).await
+        } else {
+            self.sa_invalidate_user(&conn, user.as_str()).await
+        };
         if let Some(c) = &self.shared.client_cache {
             c.clear();
         }
-        Ok(u64::try_from(n).unwrap_or(0))
+        r
     }
 }
 
 impl RedisStore {
+    /// Standalone cleanup of one user's index, one window per script call.
+    async fn sa_cleanup_user(&self, conn: &Conn, user: &str) -> Result<i64> {
+        const OP: &str = "cleanup_expired_sessions";
+        let uk = self.shared.keys.user_index(user);
+        let mut count = 0;
+        let mut start = 0i64;
+        loop {
+            let now = now_micros();
+            let v = conn
+                .run(&scripts::SA_CLEANUP_USER, OP, Retry::Idempotent, || {
+                    kv(
+                        &[&uk.created, &uk.expiry],
+                        vec![
+                            self.prefix().into(),
+                            now.to_string().into(),
+                            user.into(),
+                            start.to_string().into(),
+                            WINDOW.to_string().into(),
+                        ],
+                    )
+                })
+                .await?;
+            let [found, examined, removed] = triple(v, OP)?;
+            count += found;
+            start += examined - removed;
+            if examined < WINDOW as i64 {
+                break;
+            }
+        }
+        let mut start = 0i64;
+        loop {
+            let v = conn
+                .run(&scripts::SA_CLEANUP_EXPIRY, OP, Retry::Idempotent, || {
+                    kv(
+                        &[&uk.created, &uk.expiry],
+                        vec![
+                            self.prefix().into(),
+                            now_micros().to_string().into(),
+                            start.to_string().into(),
+                            WINDOW.to_string().into(),
+                        ],
+                    )
+                })
+                .await?;
+            let pair = strings(v, OP)?;
+            let num = |i: usize| -> Result<i64> {
+                pair.get(i)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| crate::error::reply(OP))
+            };
+            let (examined, removed) = (num(0)?, num(1)?);
+            start += examined - removed;
+            if examined < WINDOW as i64 {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Standalone invalidate_user_sessions, one window per script call.
+    async fn sa_invalidate_user(&self, conn: &Conn, user: &str) -> Result<u64> {
+        const OP: &str = "invalidate_user_sessions";
+        let uk = self.shared.keys.user_index(user);
+        let mut count = 0u64;
+        loop {
+            let now = now_micros();
+            let v = conn
+                .run(&scripts::SA_INVALIDATE_USER, OP, Retry::Idempotent, || {
+                    kv(
+                        &[&uk.created, &uk.expiry],
+                        vec![
+                            self.prefix().into(),
+                            now.to_string().into(),
+                            user.into(),
+                            WINDOW.to_string().into(),
+                        ],
+                    )
+                })
+                .await?;
+            let pair = strings(v, OP)?;
+            let num = |i: usize| -> Result<u64> {
+                pair.get(i)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| crate::error::reply(OP))
+            };
+            count += num(0)?;
+            if num(1)? < WINDOW as u64 {
+                return Ok(count);
+            }
+        }
+    }
+
     /// update_permissions (with `perms`) and extend_session_ttl (without).
     async fn update(
         &self,
@@ -502,13 +573,6 @@ impl RedisStore {
         let sid = id.as_str();
         self.invalidate_local(sid);
         let now = now_micros();
-        let (expires, ttl_ms) = match ttl {
-            Some(t) => {
-                let (e, ms) = expiry(now, t.as_secs());
-                (e.to_string(), ms.to_string())
-            }
-            None => (String::new(), String::new()),
-        };
         let r = if self.cluster() {
             self.cl_update(
                 &conn,
@@ -519,21 +583,31 @@ impl RedisStore {
             )
             .await
         } else {
-            let mut args: Vec<Value> = vec![
-                self.prefix().into(),
-                now.to_string().into(),
-                sid.into(),
-                now.to_string().into(),
-                expires.into(),
-                ttl_ms.into(),
-            ];
-            push_perms(&mut args, perms);
+            let (expires, ttl_ms) = match ttl {
+                Some(t) => {
+                    let (e, ms) = expiry(now, t.as_secs());
+                    (e.to_string(), ms.to_string())
+                }
+                None => (String::new(), String::new()),
+            };
+            let key = self.shared.keys.session(sid);
             let v = conn
                 .run(
                     &scripts::SA_UPDATE,
-                    vec![self.shared.keys.session(sid)],
-                    args,
                     "update_permissions",
+                    Retry::Idempotent,
+                    || {
+                        let mut args: Vec<Value> = vec![
+                            self.prefix().into(),
+                            now.to_string().into(),
+                            sid.into(),
+                            now.to_string().into(),
+                            expires.as_str().into(),
+                            ttl_ms.as_str().into(),
+                        ];
+                        push_perms(&mut args, perms);
+                        kv(&[&key], args)
+                    },
                 )
                 .await?;
             integer(v, "update_permissions").map(|n| n == 1)
@@ -541,6 +615,17 @@ impl RedisStore {
         self.invalidate_local(sid);
         r
     }
+}
+
+/// A `{a, b, c}` integer reply.
+fn triple(v: Value, op: &'static str) -> Result<[i64; 3]> {
+    let s = strings(v, op)?;
+    let num = |i: usize| -> Result<i64> {
+        s.get(i)
+            .and_then(|x| x.parse().ok())
+            .ok_or_else(|| crate::error::reply(op))
+    };
+    Ok([num(0)?, num(1)?, num(2)?])
 }
 
 /// Appends `n perms...`, or `-1` to keep the permissions.

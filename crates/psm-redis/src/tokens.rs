@@ -2,14 +2,17 @@
 //!
 //! A family is a hash `<prefix>f:{<fid>}` plus its consumed-ids set `<prefix>f:{<fid>}:used` (one
 //! slot, so consume is one atomic script in both modes). Families keep native expiry one day past
-//! `expires_at`, so `consume` can still answer `Expired` until a cleanup removes them. The set of a
-//! user's families and the global expiry index are written *before* the family, so a crash leaves
-//! at most a dangling id (revocation checks the owner; cleanup checks the family's own expiry).
+//! `expires_at`, so `consume` can still answer `Expired` until a cleanup removes them. A user's
+//! families (`<prefix>fam:{<user>}`, scored by expiry) and the global expiry index are written
+//! *before* the family, so a crash leaves at most a dangling id (revocation checks the owner;
+//! cleanup checks the family's own expiry). The per-user index drops expired families on every
+//! create and revoke-all, and revoked or vanished ones when it meets them, so it never grows past
+//! the user's live families.
 
 use std::{collections::HashMap, sync::Arc};
 
 use fred::{
-    interfaces::{HashesInterface, KeysInterface, SetsInterface, SortedSetsInterface},
+    interfaces::{HashesInterface, KeysInterface, SortedSetsInterface},
     types::{Value, sorted_sets::Ordering as ZOrdering},
 };
 use psm_core::{
@@ -19,10 +22,14 @@ use psm_core::{
 
 use crate::{
     PROVIDER,
-    conn::{Conn, Shared, now_micros},
+    conn::{Conn, Retry, Shared, call, now_micros},
     error, scripts,
     session::{integer, strings},
+    store::kv,
 };
+
+/// Family ids read per call when walking an index.
+const BATCH: i64 = 1000;
 
 /// How long a family outlives its `expires_at` before Redis drops it natively (ms).
 const FAMILY_GRACE_MS: i64 = 86_400_000;
@@ -72,6 +79,66 @@ impl RedisTokenStateStore {
     fn conn(&self) -> Result<Arc<Conn>> {
         self.shared.conn()
     }
+
+    /// Removes every token-family key of this prefix (families, consumed ids, the per-user family
+    /// indexes, the expiry index) with `SCAN` + `UNLINK`; never `FLUSHDB`. Token epochs stay: a
+    /// reset epoch would make access tokens revoked by `bump_user_epoch` valid again. Returns how
+    /// many keys it removed.
+    ///
+    /// # Errors
+    /// `ProviderNotInitialized` before `initialize`; `ProviderConnection` when unreachable.
+    pub async fn flush_all(&self) -> Result<u64> {
+        const OP: &str = "flush_token_state";
+        let conn = self.conn()?;
+        let keys = &self.shared.keys;
+        let mut found = Vec::new();
+        for pattern in keys.token_patterns() {
+            found.extend(
+                conn.scan(&pattern, OP)
+                    .await?
+                    .into_iter()
+                    .filter(|k| keys.is_token_key(k)),
+            );
+        }
+        found.sort_unstable();
+        found.dedup();
+        conn.unlink_all(found, OP).await
+    }
+
+    /// Drops `ids` from the user's family index.
+    async fn unindex(
+        &self,
+        conn: &Conn,
+        user: &str,
+        ids: &[String],
+        op: &'static str,
+    ) -> Result<()> {
+        if ids.is_empty() || user.is_empty() {
+            return Ok(());
+        }
+        let key = self.shared.keys.user_families(user);
+        call!(conn, op, |c| c.zrem::<(), _, _>(key.as_str(), ids.to_vec()))
+    }
+
+    /// Drops the user's expired families from the user's family index.
+    async fn drop_expired_index(&self, conn: &Conn, user: &str, op: &'static str) -> Result<()> {
+        let key = self.shared.keys.user_families(user);
+        let now = now_micros() as f64;
+        call!(conn, op, |c| c.zremrangebyscore::<(), _, _, _>(
+            key.as_str(),
+            f64::NEG_INFINITY,
+            now
+        ))
+    }
+}
+
+/// A `{n, owner}` script reply.
+fn flag_and_owner(v: Value, op: &'static str) -> Result<(bool, String)> {
+    let v = strings(v, op)?;
+    match v.as_slice() {
+        [n, owner] => Ok((n == "1", owner.clone())),
+        _ => Err(error::reply(op)),
+    }
 }
 
 #[async_trait]
@@ -86,39 +153,38 @@ impl TokenStateStore for RedisTokenStateStore {
         let now = now_micros();
         let exp = family.expires_at.as_unix_micros();
         let user = family.user_id.as_str();
-        conn.pool
-            .sadd::<(), _, _>(keys.user_families(user), family.id.as_str())
-            .await
-            .map_err(|e| conn.err(&e, "create_family"))?;
-        conn.pool
-            .zadd::<(), _, _>(
-                keys.family_expiry(),
+        const OP: &str = "create_family";
+        self.drop_expired_index(&conn, user, OP).await?;
+        for index in [keys.user_families(user), keys.family_expiry()] {
+            call!(&conn, OP, |c| c.zadd::<(), _, _>(
+                index.as_str(),
                 None,
                 Some(ZOrdering::GreaterThan),
                 false,
                 false,
                 (exp as f64, family.id.as_str()),
-            )
-            .await
-            .map_err(|e| conn.err(&e, "create_family"))?;
+            ))?;
+        }
         let (fk, used) = keys.family(family.id.as_str());
         let pexpire = ((exp - now) / 1000).max(1) + FAMILY_GRACE_MS;
-        let mut a = base(&self.shared, now);
-        a.push(user.into());
-        a.push(
-            family
-                .session_id
-                .as_ref()
-                .map(|s| s.as_str())
-                .unwrap_or("")
-                .into(),
-        );
-        a.push(family.first_token.as_str().into());
-        a.push(now.to_string().into());
-        a.push(exp.to_string().into());
-        a.push(pexpire.to_string().into());
         let created = conn
-            .run(&scripts::TK_CREATE, vec![fk, used], a, "create_family")
+            .run(&scripts::TK_CREATE, OP, Retry::Idempotent, || {
+                let mut a = base(&self.shared, now);
+                a.push(user.into());
+                a.push(
+                    family
+                        .session_id
+                        .as_ref()
+                        .map(|s| s.as_str())
+                        .unwrap_or("")
+                        .into(),
+                );
+                a.push(family.first_token.as_str().into());
+                a.push(now.to_string().into());
+                a.push(exp.to_string().into());
+                a.push(pexpire.to_string().into());
+                kv(&[&fk, &used], a)
+            })
             .await?;
         if integer(created, "create_family")? != 1 {
             return Err(Error::new(
@@ -141,11 +207,11 @@ impl TokenStateStore for RedisTokenStateStore {
 
     async fn get_family(&self, id: &FamilyId) -> Result<Option<TokenFamily>> {
         let conn = self.conn()?;
-        let map: HashMap<String, String> = conn
-            .pool
-            .hgetall(self.shared.keys.family(id.as_str()).0)
-            .await
-            .map_err(|e| conn.err(&e, "get_family"))?;
+        let map: HashMap<String, String> =
+            call!(&conn, "get_family", |c| c
+                .hgetall::<HashMap<String, String>, _>(
+                    self.shared.keys.family(id.as_str()).0
+                ))?;
         if map.is_empty() {
             return Ok(None);
         }
@@ -161,11 +227,15 @@ impl TokenStateStore for RedisTokenStateStore {
     ) -> Result<ConsumeOutcome> {
         let conn = self.conn()?;
         let (fk, used) = self.shared.keys.family(family.as_str());
-        let mut a = base(&self.shared, now_micros());
-        a.push(presented.as_str().into());
-        a.push(next.as_str().into());
+        let now = now_micros();
+        // Idempotent: a retry of (presented, next) after the rotation answers `Rotated` again.
         let v = conn
-            .run(&scripts::TK_CONSUME, vec![fk, used], a, "consume")
+            .run(&scripts::TK_CONSUME, "consume", Retry::Idempotent, || {
+                let mut a = base(&self.shared, now);
+                a.push(presented.as_str().into());
+                a.push(next.as_str().into());
+                kv(&[&fk, &used], a)
+            })
             .await?;
         let mut v = strings(v, "consume")?;
         if v.is_empty() {
@@ -183,92 +253,118 @@ impl TokenStateStore for RedisTokenStateStore {
     }
 
     async fn revoke_family(&self, id: &FamilyId) -> Result<bool> {
+        const OP: &str = "revoke_family";
         let conn = self.conn()?;
-        let mut a = base(&self.shared, now_micros());
-        a.push("".into());
+        let key = self.shared.keys.family(id.as_str()).0;
+        let now = now_micros();
         let v = conn
-            .run(
-                &scripts::TK_REVOKE,
-                vec![self.shared.keys.family(id.as_str()).0],
-                a,
-                "revoke_family",
-            )
+            .run(&scripts::TK_REVOKE, OP, Retry::Never, || {
+                let mut a = base(&self.shared, now);
+                a.push("".into());
+                kv(&[&key], a)
+            })
             .await?;
-        Ok(integer(v, "revoke_family")? == 1)
+        let (revoked, owner) = flag_and_owner(v, OP)?;
+        // A revoked family is dead: it leaves its user's index.
+        self.unindex(&conn, &owner, &[id.as_str().to_owned()], OP)
+            .await?;
+        Ok(revoked)
     }
 
     async fn revoke_user_families(&self, user: &UserId) -> Result<u64> {
+        const OP: &str = "revoke_user_families";
         let conn = self.conn()?;
-        let ids: Vec<String> = conn
-            .pool
-            .smembers(self.shared.keys.user_families(user.as_str()))
-            .await
-            .map_err(|e| conn.err(&e, "revoke_user_families"))?;
+        let index = self.shared.keys.user_families(user.as_str());
+        self.drop_expired_index(&conn, user.as_str(), OP).await?;
         let mut n = 0;
-        for id in ids {
-            let mut a = base(&self.shared, now_micros());
-            a.push(user.as_str().into());
-            let v = conn
-                .run(
-                    &scripts::TK_REVOKE,
-                    vec![self.shared.keys.family(&id).0],
-                    a,
-                    "revoke_user_families",
-                )
-                .await?;
-            if integer(v, "revoke_user_families")? == 1 {
-                n += 1;
+        loop {
+            // Every family read here leaves the index (revoked now, already revoked, expired,
+            // vanished or not the user's), so each batch starts at the front.
+            let ids: Vec<String> = call!(&conn, OP, |c| c.zrange::<Vec<String>, _, _, _>(
+                index.as_str(),
+                0,
+                BATCH - 1,
+                None,
+                false,
+                None,
+                false
+            ))?;
+            if ids.is_empty() {
+                return Ok(n);
+            }
+            for id in &ids {
+                let key = self.shared.keys.family(id).0;
+                let now = now_micros();
+                let v = conn
+                    .run(&scripts::TK_REVOKE, OP, Retry::Never, || {
+                        let mut a = base(&self.shared, now);
+                        a.push(user.as_str().into());
+                        kv(&[&key], a)
+                    })
+                    .await?;
+                if flag_and_owner(v, OP)?.0 {
+                    n += 1;
+                }
+            }
+            self.unindex(&conn, user.as_str(), &ids, OP).await?;
+            if (ids.len() as i64) < BATCH {
+                return Ok(n);
             }
         }
-        Ok(n)
     }
 
     async fn user_epoch(&self, user: &UserId) -> Result<u64> {
         let conn = self.conn()?;
-        let v: Option<u64> = conn
-            .pool
-            .get(self.shared.keys.user_epoch(user.as_str()))
-            .await
-            .map_err(|e| conn.err(&e, "user_epoch"))?;
+        let v: Option<u64> = call!(&conn, "user_epoch", |c| c
+            .get::<Option<u64>, _>(self.shared.keys.user_epoch(user.as_str())))?;
         Ok(v.unwrap_or(0))
     }
 
     async fn bump_user_epoch(&self, user: &UserId) -> Result<u64> {
         let conn = self.conn()?;
-        conn.pool
-            .incr(self.shared.keys.user_epoch(user.as_str()))
-            .await
-            .map_err(|e| conn.err(&e, "bump_user_epoch"))
+        let key = self.shared.keys.user_epoch(user.as_str());
+        conn.bounded(
+            "bump_user_epoch",
+            conn.client("bump_user_epoch")?.incr::<u64, _>(key.as_str()),
+        )
+        .await
     }
 
     async fn cleanup_expired_families(&self) -> Result<u64> {
+        const OP: &str = "cleanup_expired_families";
         let conn = self.conn()?;
         let now = now_micros();
         let index = self.shared.keys.family_expiry();
-        let due: Vec<String> = conn
-            .pool
-            .zrangebyscore(index.as_str(), "-inf", now as f64, false, None)
-            .await
-            .map_err(|e| conn.err(&e, "cleanup_expired_families"))?;
         let mut n = 0;
-        for id in due {
-            let (fk, used) = self.shared.keys.family(&id);
-            let v = conn
-                .run(
-                    &scripts::TK_DROP_EXPIRED,
-                    vec![fk, used],
-                    base(&self.shared, now),
-                    "cleanup_expired_families",
-                )
-                .await?;
-            if integer(v, "cleanup_expired_families")? == 1 {
-                n += 1;
+        loop {
+            let due: Vec<String> = call!(&conn, OP, |c| c.zrangebyscore::<Vec<String>, _, _, _>(
+                index.as_str(),
+                "-inf",
+                now as f64,
+                false,
+                Some((0, BATCH))
+            ))?;
+            for id in &due {
+                let (fk, used) = self.shared.keys.family(id);
+                let v = conn
+                    .run(&scripts::TK_DROP_EXPIRED, OP, Retry::Idempotent, || {
+                        kv(&[&fk, &used], base(&self.shared, now))
+                    })
+                    .await?;
+                let (dropped, owner) = flag_and_owner(v, OP)?;
+                if dropped {
+                    n += 1;
+                    self.unindex(&conn, &owner, std::slice::from_ref(id), OP)
+                        .await?;
+                }
             }
-            conn.pool
-                .zrem::<(), _, _>(index.as_str(), id.as_str())
-                .await
-                .map_err(|e| conn.err(&e, "cleanup_expired_families"))?;
+            if !due.is_empty() {
+                call!(&conn, OP, |c| c
+                    .zrem::<(), _, _>(index.as_str(), due.clone()))?;
+            }
+            if (due.len() as i64) < BATCH {
+                return Ok(n);
+            }
         }
-        Ok(n)
     }
 }

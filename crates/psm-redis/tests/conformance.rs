@@ -6,11 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "conformance/bounded.rs"]
+mod bounded;
 mod common;
 #[path = "conformance/faults.rs"]
 mod faults;
 #[path = "conformance/isolation.rs"]
 mod isolation;
+#[path = "conformance/races.rs"]
+mod races;
+#[path = "conformance/tls.rs"]
+mod tls;
 
 use common::{Caches, Sessions, Target, Tokens};
 

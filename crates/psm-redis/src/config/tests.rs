@@ -28,7 +28,13 @@ fn every_seed_key_is_read() {
     assert_eq!(c.key_prefix, "app:");
     assert_eq!(c.ssl_cert_reqs, SslCertReqs::None);
     assert_eq!(c.ssl_ca_certs, Some(PathBuf::from("/tmp/ca.pem")));
-    assert_eq!(c.client_cache, Some(ClientCacheConfig { max_entries: 10 }));
+    assert_eq!(
+        c.client_cache,
+        Some(ClientCacheConfig {
+            max_entries: 10,
+            ..ClientCacheConfig::default()
+        })
+    );
     assert_eq!(
         RedisConfig::from_json(&Value::Null).unwrap(),
         RedisConfig::default()
@@ -140,4 +146,49 @@ fn tls_config_builds_for_each_mode() {
     // fred accepts the connector, and building storage validates TLS up front.
     assert!(crate::tls::build_tls(&none).is_ok());
     assert!(crate::RedisStorage::new(missing).is_err());
+}
+
+#[test]
+fn client_cache_bounds_are_read_and_checked() {
+    let c = RedisConfig::from_json(&json!({
+        "client_cache": {"max_entries": 10, "max_bytes": 1048576, "max_age": 5}
+    }))
+    .unwrap();
+    let cc = c.client_cache.unwrap();
+    assert_eq!(cc.max_bytes, 1_048_576);
+    assert_eq!(cc.max_age, Duration::from_secs(5));
+    for (v, key) in [
+        (
+            json!({"client_cache": {"max_bytes": 10}}),
+            "client_cache.max_bytes",
+        ),
+        (
+            json!({"client_cache": {"max_age": 0}}),
+            "client_cache.max_age",
+        ),
+    ] {
+        let e = err(v);
+        assert_eq!(e.kind(), ErrorKind::ProviderConfiguration);
+        assert_eq!(e.detail("key"), Some(key));
+    }
+    // The same rules hold for a configuration built as a struct.
+    let built = RedisConfig {
+        client_cache: Some(ClientCacheConfig {
+            max_bytes: 1,
+            ..ClientCacheConfig::default()
+        }),
+        ..RedisConfig::default()
+    };
+    assert_eq!(
+        built.validate().unwrap_err().detail("key"),
+        Some("client_cache.max_bytes")
+    );
+    let built = RedisConfig {
+        health_check_interval: Some(Duration::ZERO),
+        ..RedisConfig::default()
+    };
+    assert_eq!(
+        built.validate().unwrap_err().detail("key"),
+        Some("health_check_interval")
+    );
 }
