@@ -28,15 +28,18 @@
 //! | --- | --- | --- |
 //! | `<p>s:{<sid>}` | hash | one session: each permission → its position, plus ` u` user, ` k` escaped user, ` c` created, ` m` updated, ` e` expires (unix µs), ` d` metadata JSON; native expiry |
 //! | `<p>u:{<user>}:c` | sorted set | the user's sessions by created_at (µs), ties by id |
-//! | `<p>u:{<user>}:x` | sorted set | the same ids by expiry (µs, `+inf` for none), for lazy cleanup |
-//! | `<p>u:{<user>}:r`, `:v` | sorted sets | cluster only: reservations and evictions in flight |
+//! | `<p>u:{<user>}:x` | sorted set | the same ids by an expiry never below the real one (µs, `+inf` for none) |
+//! | `<p>u:{<user>}:r`, `:q`, `:v` | sorted set, hash, sorted set | cluster only: reservations in flight (and how many per id), eviction marks |
 //! | `<p>f:{<fid>}`, `<p>f:{<fid>}:used` | hash, set | a refresh-token family and its consumed ids |
-//! | `<p>uf:{<user>}`, `<p>ue:{<user>}`, `<p>fx` | set, string, sorted set | a user's families, token epoch, families by expiry |
+//! | `<p>fam:{<user>}`, `<p>ue:{<user>}`, `<p>fx` | sorted set, string, sorted set | a user's families by expiry, token epoch, families by expiry |
 //! | `<p>c:{<key>}`, `<p>t:{<tag>}` | hash, set | a cache entry, a cache tag's keys |
 //!
 //! User ids, cache keys and tags are percent-encoded (everything but `[A-Za-z0-9._-]`), so they
-//! never hold `{` or `}` and never collide. Checks are one `HMGET <session> <perm> " e"`.
-//! See `docs/providers.md` for the cluster write order and the crash reasoning.
+//! never hold `{` or `}` and never collide. Checks are one `HMGET <session> <perm> " e"`, with no
+//! timer per command: calls fail fast during an outage through fred's fail-fast commands,
+//! unresponsive-connection detection and psm's per-connection "down" flags (see the `conn`
+//! module docs and `docs/providers.md`, which also has the cluster write order and the crash
+//! reasoning).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
