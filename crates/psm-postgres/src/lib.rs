@@ -60,7 +60,8 @@ pub use config::{
 pub use migrations::{MIGRATION_TABLE, MigrationReport, latest_version};
 pub use pool::PoolStatus;
 pub use query::{
-    CacheOptions, Database, DbTransaction, JsonRow, Params, STATEMENT_CACHE_LIMIT, SqlValue,
+    CacheOptions, CachedRows, Database, DbTransaction, JsonRow, MEMO_ENTRIES, MEMO_VALUE_BYTES,
+    Params, STATEMENT_CACHE_LIMIT, SqlValue,
 };
 pub use sessions::PostgresStore;
 pub use storage::PostgresStorage;

@@ -2,25 +2,36 @@
 //! validated before any I/O, with optional result caching through the `Cache` port.
 
 mod cache;
+mod encode;
 mod json;
 mod validate;
 mod value;
 
 use std::{
     fmt,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
 use deadpool_postgres::Object;
 use futures::{TryStreamExt, future::BoxFuture};
-use psm_core::{CacheTag, DynCache, Error, ErrorKind, Result, Ttl};
+use psm_core::{CacheKey, CacheTag, DynCache, Error, ErrorKind, Result, Ttl};
 use serde_json::{Map, Value};
 use tokio_postgres::{Row, Statement, error::SqlState, types::ToSql};
 
 pub(crate) use self::cache::{bump, default_namespace, generations};
-pub use self::{cache::CacheOptions, value::SqlValue};
-use self::{validate::Limits, value::Bound};
+pub use self::{
+    cache::{CacheOptions, CachedRows, MEMO_ENTRIES, MEMO_VALUE_BYTES},
+    value::SqlValue,
+};
+use self::{
+    cache::{Lookup, QueryCache},
+    validate::Limits,
+    value::Bound,
+};
 use crate::{
     PostgresStorage,
     error::pg_error,
@@ -44,14 +55,16 @@ pub type JsonRow = Map<String, Value>;
 ///
 /// With [`with_cache`](Self::with_cache), [`fetch_json_cached`](Self::fetch_json_cached) serves
 /// repeated reads from the cache without touching the pool, until their TTL passes or an
-/// [`execute_invalidating`](Self::execute_invalidating) names one of their tags.
+/// [`execute_invalidating`](Self::execute_invalidating) names one of their tags. A hit costs one
+/// `Cache::get` (plus one per tag, sent together); see the crate's docs/providers.md for the
+/// stored form and why a hit never returns another query's rows or rows an invalidation dropped.
 ///
 /// # Clone
 /// Cloning is cheap and shares the pool and the cache.
 #[derive(Clone)]
 pub struct Database {
     storage: PostgresStorage,
-    cache: Option<(DynCache, Ttl)>,
+    cache: Option<Arc<QueryCache>>,
     namespace: String,
 }
 
@@ -69,7 +82,11 @@ impl Database {
     /// the caller's choice), for `default_ttl` unless a call says otherwise.
     #[must_use]
     pub fn with_cache(mut self, cache: DynCache, default_ttl: Ttl) -> Self {
-        self.cache = Some((cache, default_ttl));
+        self.cache = Some(Arc::new(QueryCache::new(
+            cache,
+            default_ttl,
+            self.namespace.clone(),
+        )));
         self
     }
 
@@ -86,7 +103,33 @@ impl Database {
             ));
         }
         self.namespace = namespace.to_owned();
+        if let Some(c) = self.cache.take() {
+            self.cache = Some(Arc::new(QueryCache::new(
+                c.cache.clone(),
+                c.default_ttl,
+                self.namespace.clone(),
+            )));
+        }
         Ok(self)
+    }
+
+    /// The cache key [`fetch_json_cached`](Self::fetch_json_cached) uses for this query:
+    /// `<namespace>:q:<32 hex digits>` (for inspecting or measuring the cache); `None` without a
+    /// cache.
+    ///
+    /// # Errors
+    /// `Validation` for a rejected query (see the type docs).
+    pub fn cache_key(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+        options: &CacheOptions,
+    ) -> Result<Option<CacheKey>> {
+        validate::check(sql, params.len(), self.limits())?;
+        self.cache
+            .as_ref()
+            .map(|c| cache::key(&c.namespace, sql, params, &options.tags))
+            .transpose()
     }
 
     fn limits(&self) -> Limits {
@@ -158,8 +201,10 @@ impl Database {
     }
 
     /// [`fetch_json`](Self::fetch_json) with owned [`SqlValue`] parameters, served from the cache
-    /// when an entry for exactly this SQL and these values is live (without touching the pool);
-    /// otherwise read from the database and cached for `options.ttl` with `options.tags`.
+    /// when an entry for exactly this SQL, these values and these tags is live and none of the
+    /// tags was invalidated since it was read (without touching the pool); otherwise read from
+    /// the database and cached for `options.ttl` with `options.tags`. The rows are shared
+    /// ([`CachedRows`]).
     ///
     /// Without a cache (see [`with_cache`](Self::with_cache)) it always reads the database. Cache
     /// failures are logged and fall back to the database; they never fail the call.
@@ -171,36 +216,32 @@ impl Database {
         sql: &str,
         params: &[SqlValue],
         options: &CacheOptions,
-    ) -> Result<Vec<JsonRow>> {
-        validate::check(sql, params.len(), self.limits())?;
-        let Some((cache, default_ttl)) = &self.cache else {
-            return self.fetch_json_values(sql, params).await;
+    ) -> Result<CachedRows> {
+        let Some(cache) = &self.cache else {
+            // Validated there, before any I/O.
+            return self
+                .fetch_json_values(sql, params)
+                .await
+                .map(CachedRows::from);
         };
-        let tags: Vec<&str> = options.tags.iter().map(CacheTag::as_str).collect();
-        // The tags' generations are read before the database, so a result read before a
-        // concurrent invalidation is written under a generation nobody reads any more.
-        let generations = match cache::generations(&**cache, &self.namespace, &tags).await {
-            Ok(g) => g,
+        // Validated before any I/O, unless the memo knows this exact query (it learns a query
+        // only after validating it, and the limits never change).
+        let validate = || validate::check(sql, params.len(), self.limits());
+        let pending = match cache.lookup(sql, params, &options.tags, validate).await {
+            Ok(Lookup::Hit(rows)) => return Ok(rows),
+            Ok(Lookup::Miss(pending)) => pending,
+            // A rejected query: nothing was read or written.
+            Ok(Lookup::Rejected(e)) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "query cache unavailable; reading the database");
-                return self.fetch_json_values(sql, params).await;
+                return self
+                    .fetch_json_values(sql, params)
+                    .await
+                    .map(CachedRows::from);
             }
         };
-        let key = cache::key(&self.namespace, sql, params, &generations)?;
-        match cache.get(&key).await {
-            Ok(Some(bytes)) => match serde_json::from_slice::<Vec<JsonRow>>(&bytes) {
-                Ok(rows) => return Ok(rows),
-                Err(e) => tracing::warn!(error = %e, "ignoring an undecodable cached result"),
-            },
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "query cache read failed"),
-        }
-        let rows = self.fetch_json_values(sql, params).await?;
-        let bytes = serde_json::to_vec(&rows)?;
-        let ttl = options.ttl.unwrap_or(*default_ttl);
-        if let Err(e) = cache.set(&key, &bytes, ttl, &options.tags).await {
-            tracing::warn!(error = %e, "query cache write failed");
-        }
+        let rows = CachedRows::from(self.fetch_json_values(sql, params).await?);
+        cache.store(pending, sql, params, options, &rows).await;
         Ok(rows)
     }
 
@@ -269,13 +310,13 @@ impl Database {
     /// # Errors
     /// The cache's error.
     pub async fn invalidate(&self, tags: &[CacheTag]) -> Result<u64> {
-        let Some((cache, _)) = &self.cache else {
+        let Some(c) = &self.cache else {
             return Ok(0);
         };
         let mut n = 0;
         for tag in tags {
-            cache::bump(&**cache, &self.namespace, tag.as_str()).await?;
-            n += cache.delete_tag(tag).await?;
+            cache::bump(&*c.cache, &c.namespace, tag.as_str()).await?;
+            n += c.cache.delete_tag(tag).await?;
         }
         Ok(n)
     }

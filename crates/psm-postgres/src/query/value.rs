@@ -134,28 +134,44 @@ impl SqlValue {
         }
     }
 
-    /// Appends a canonical, unambiguous encoding of the value (the cache key material).
-    pub(crate) fn encode_key(&self, out: &mut Vec<u8>) {
-        fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
-            out.push(tag);
-            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-            out.extend_from_slice(b);
+    /// Feeds a canonical, unambiguous encoding of the value (cache key material) to `sink`.
+    pub(crate) fn encode_key(&self, sink: &mut impl FnMut(&[u8])) {
+        fn bytes(sink: &mut impl FnMut(&[u8]), tag: u8, b: &[u8]) {
+            sink(&[tag]);
+            sink(&(b.len() as u64).to_le_bytes());
+            sink(b);
         }
         match self {
-            Self::Null => out.push(0),
-            Self::Bool(b) => bytes(out, 1, &[u8::from(*b)]),
-            Self::Int(i) => bytes(out, 2, &i.to_le_bytes()),
-            Self::Float(f) => bytes(out, 3, &f.to_bits().to_le_bytes()),
-            Self::Text(s) => bytes(out, 4, s.as_bytes()),
-            Self::Json(v) => bytes(out, 5, v.to_string().as_bytes()),
-            Self::Timestamp(t) => bytes(out, 6, &t.as_unix_micros().to_le_bytes()),
+            Self::Null => sink(&[0]),
+            Self::Bool(b) => bytes(sink, 1, &[u8::from(*b)]),
+            Self::Int(i) => bytes(sink, 2, &i.to_le_bytes()),
+            Self::Float(f) => bytes(sink, 3, &f.to_bits().to_le_bytes()),
+            Self::Text(s) => bytes(sink, 4, s.as_bytes()),
+            Self::Json(v) => bytes(sink, 5, v.to_string().as_bytes()),
+            Self::Timestamp(t) => bytes(sink, 6, &t.as_unix_micros().to_le_bytes()),
             Self::TextArray(v) => {
-                bytes(out, 7, &(v.len() as u64).to_le_bytes());
+                bytes(sink, 7, &(v.len() as u64).to_le_bytes());
                 for s in v {
-                    bytes(out, 4, s.as_bytes());
+                    bytes(sink, 4, s.as_bytes());
                 }
             }
-            Self::Bytes(b) => bytes(out, 8, b),
+            Self::Bytes(b) => bytes(sink, 8, b),
+        }
+    }
+
+    /// Whether `self` and `other` are the same parameter for caching: equal values of one variant,
+    /// floats compared bit for bit (so `0.0` and `-0.0` differ, and a NaN equals itself).
+    pub(crate) fn key_eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Float(a), Self::Float(b)) => a.to_bits() == b.to_bits(),
+            (Self::Json(_), Self::Json(_)) => {
+                // The serialized text, as the key material has it (`0.0` and `-0.0` differ).
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                self.encode_key(&mut |b| x.extend_from_slice(b));
+                other.encode_key(&mut |b| y.extend_from_slice(b));
+                x == y
+            }
+            (a, b) => a == b,
         }
     }
 }

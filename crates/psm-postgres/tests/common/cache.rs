@@ -68,3 +68,78 @@ impl Cache for TestCache {
         Ok((before - map.len()) as u64)
     }
 }
+
+/// A [`TestCache`] whose next write of a key containing `needle` stops until the test lets it
+/// go: the way to force a fetch's write to land after an invalidation.
+#[derive(Debug, Default)]
+pub struct GatedCache {
+    pub inner: TestCache,
+    gate: Mutex<Option<Gate>>,
+    /// Writes of gated keys that went through.
+    pub gated_writes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Gate {
+    needle: String,
+    reached: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// The test's side of an armed gate.
+#[derive(Debug)]
+pub struct Armed {
+    /// Fires when the write has reached the gate.
+    pub reached: tokio::sync::oneshot::Receiver<()>,
+    /// Send to let the write go on.
+    pub release: tokio::sync::oneshot::Sender<()>,
+}
+
+impl GatedCache {
+    /// Stops the next write of a key containing `needle`.
+    pub fn arm(&self, needle: &str) -> Armed {
+        let (reached_tx, reached) = tokio::sync::oneshot::channel();
+        let (release, release_rx) = tokio::sync::oneshot::channel();
+        *self.gate.lock() = Some(Gate {
+            needle: needle.to_owned(),
+            reached: reached_tx,
+            release: release_rx,
+        });
+        Armed { reached, release }
+    }
+}
+
+#[async_trait]
+impl Cache for GatedCache {
+    fn provider_name(&self) -> &str {
+        "gated"
+    }
+
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key).await
+    }
+
+    async fn set(&self, key: &CacheKey, value: &[u8], ttl: Ttl, tags: &[CacheTag]) -> Result<()> {
+        let gate = {
+            let mut slot = self.gate.lock();
+            match &*slot {
+                Some(g) if key.as_str().contains(&g.needle) => slot.take(),
+                _ => None,
+            }
+        };
+        if let Some(g) = gate {
+            let _ = g.reached.send(());
+            let _ = g.release.await;
+            self.gated_writes.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.set(key, value, ttl, tags).await
+    }
+
+    async fn delete(&self, key: &CacheKey) -> Result<bool> {
+        self.inner.delete(key).await
+    }
+
+    async fn delete_tag(&self, tag: &CacheTag) -> Result<u64> {
+        self.inner.delete_tag(tag).await
+    }
+}

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use common::cache::TestCache;
 use psm_core::{
-    CacheTag, Email, ErrorKind, NewUser, PasswordHash, Permission, Ttl, UserId, UserStore,
+    Cache, CacheTag, Email, ErrorKind, NewUser, PasswordHash, Permission, Ttl, UserId, UserStore,
     UserUpdate, Username,
 };
 use psm_postgres::{CacheOptions, Database, SqlValue};
@@ -403,4 +403,211 @@ async fn cached_user_lookup_is_invalidated_on_update_and_delete() {
             .unwrap()
     );
     assert!(users.get_user_by_email(&new).await.unwrap().is_none());
+}
+
+/// A cached fetch reads the database, then an invalidation runs to completion, and only then does
+/// the fetch's cache write land (forced by a gate in the cache). The stale value is written, but no
+/// later fetch, through this `Database` or another one sharing the cache, ever returns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_racing_an_invalidation_never_serves_stale_rows_later() {
+    let (_s, db) = db_with_table().await;
+    let cache = Arc::new(common::cache::GatedCache::default());
+    let db = db.with_cache(cache.clone(), Ttl::from_secs(600).unwrap());
+    let other = db
+        .clone()
+        .with_namespace(&_s.default_cache_namespace())
+        .unwrap();
+    let tag = CacheTag::parse("items").unwrap();
+    let opts = CacheOptions::default().tag(tag.clone());
+    let sql = "SELECT name FROM items WHERE id = $1";
+    for round in 0..2 {
+        // Start from a miss (round 1 would hit what round 0 cached).
+        db.invalidate(std::slice::from_ref(&tag)).await.unwrap();
+        let armed = cache.arm(":q:");
+        let racing = {
+            let (db, opts) = (db.clone(), opts.clone());
+            tokio::spawn(async move {
+                db.fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
+                    .await
+                    .unwrap()
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(30), armed.reached)
+            .await
+            .expect("the fetch never reached its cache write")
+            .unwrap();
+        let fresh = format!("fresh {round}");
+        db.execute_invalidating(
+            "UPDATE items SET name = $2 WHERE id = $1",
+            &[&1_i64, &fresh],
+            std::slice::from_ref(&tag),
+        )
+        .await
+        .unwrap();
+        armed.release.send(()).unwrap();
+        let stale = racing.await.unwrap();
+        assert_ne!(
+            stale[0]["name"], *fresh,
+            "the racing fetch read before the update"
+        );
+        assert_eq!(
+            cache.gated_writes.load(std::sync::atomic::Ordering::SeqCst),
+            round + 1,
+            "the stale value was written after the invalidation"
+        );
+        for d in [&db, &other, &db] {
+            let rows = d
+                .fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
+                .await
+                .unwrap();
+            assert_eq!(rows[0]["name"], *fresh, "a stale cached row was served");
+        }
+    }
+}
+
+/// The same race on the cached user lookup: a lookup that read the row before `update_user`
+/// writes its entry after it; later lookups still see the update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_lookup_racing_an_update_never_serves_the_old_user_later() {
+    let storage = common::storage().await;
+    let cache = Arc::new(common::cache::GatedCache::default());
+    let users = storage
+        .users()
+        .with_cache(cache.clone(), Ttl::from_secs(600).unwrap());
+    users
+        .create_user(new_user("u1", "race@example.com", "before"))
+        .await
+        .unwrap();
+    let email = Email::parse("race@example.com").unwrap();
+    let armed = cache.arm(":user_email:");
+    let racing = {
+        let (users, email) = (users.clone(), email.clone());
+        tokio::spawn(async move { users.get_user_by_email(&email).await.unwrap() })
+    };
+    tokio::time::timeout(Duration::from_secs(30), armed.reached)
+        .await
+        .expect("the lookup never reached its cache write")
+        .unwrap();
+    users
+        .update_user(
+            &UserId::parse("u1").unwrap(),
+            UserUpdate {
+                username: Some(Username::parse("after").unwrap()),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    armed.release.send(()).unwrap();
+    let stale = racing.await.unwrap().unwrap();
+    assert_eq!(stale.username.as_str(), "before");
+    assert_eq!(
+        cache.gated_writes.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    for _ in 0..2 {
+        let u = users.get_user_by_email(&email).await.unwrap().unwrap();
+        assert_eq!(u.username.as_str(), "after", "the old user was served");
+    }
+}
+
+/// Hits never return another query's rows or rows another process replaced: a value written by
+/// another `Database` (its own memo) is read afresh; another query's value, or garbage, under a
+/// query's key is a miss that reads the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_return_exactly_this_querys_current_value() {
+    let (_s, db) = db_with_table().await;
+    let cache = Arc::new(TestCache::default());
+    let ttl = Ttl::from_secs(600).unwrap();
+    let a = db.clone().with_cache(cache.clone(), ttl);
+    let b = db.clone().with_cache(cache.clone(), ttl);
+    let opts = CacheOptions::default();
+    let sql = "SELECT name FROM items WHERE id = $1";
+    let one = [SqlValue::Int(1)];
+    let two = [SqlValue::Int(2)];
+    assert_eq!(
+        a.fetch_json_cached(sql, &one, &opts).await.unwrap()[0]["name"],
+        "one"
+    );
+    assert_eq!(
+        a.fetch_json_cached(sql, &one, &opts).await.unwrap()[0]["name"],
+        "one"
+    );
+    let hits = cache.hits();
+    assert!(hits >= 1);
+
+    // Another process replaces the value (here: `b`, with a memo of its own).
+    db.execute("UPDATE items SET name = 'uno' WHERE id = 1", &[])
+        .await
+        .unwrap();
+    b.invalidate(&[]).await.unwrap();
+    let key = a.cache_key(sql, &one, &opts).unwrap().unwrap();
+    assert!(cache.delete(&key).await.unwrap());
+    assert_eq!(
+        b.fetch_json_cached(sql, &one, &opts).await.unwrap()[0]["name"],
+        "uno"
+    );
+    assert_eq!(
+        a.fetch_json_cached(sql, &one, &opts).await.unwrap()[0]["name"],
+        "uno",
+        "a's memo must not outlive the value it decoded"
+    );
+    assert!(cache.hits() > hits, "that was a hit on b's value");
+
+    // Another query's value under this query's key: refused, the database answers.
+    a.fetch_json_cached(sql, &two, &opts).await.unwrap();
+    let key_two = a.cache_key(sql, &two, &opts).unwrap().unwrap();
+    assert_ne!(key, key_two);
+    let foreign = cache.get(&key_two).await.unwrap().unwrap();
+    for planted in [foreign, b"garbage".to_vec(), Vec::new()] {
+        cache.set(&key, &planted, ttl, &[]).await.unwrap();
+        let rows = a.fetch_json_cached(sql, &one, &opts).await.unwrap();
+        assert_eq!(
+            rows.to_vec(),
+            vec![json!({"name": "uno"}).as_object().unwrap().clone()]
+        );
+        let rows = b.fetch_json_cached(sql, &one, &opts).await.unwrap();
+        assert_eq!(rows[0]["name"], "uno");
+    }
+}
+
+/// The tags are part of the key: one query cached under two tag sets is two entries, and
+/// invalidating one tag leaves the other entry alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_under_two_tag_sets_is_two_entries() {
+    let (_s, db) = db_with_table().await;
+    let cache = Arc::new(TestCache::default());
+    let db = db.with_cache(cache.clone(), Ttl::from_secs(600).unwrap());
+    let (ta, tb) = (CacheTag::parse("a").unwrap(), CacheTag::parse("b").unwrap());
+    let (oa, ob) = (
+        CacheOptions::default().tag(ta.clone()),
+        CacheOptions::default().tag(tb.clone()).tag(ta.clone()),
+    );
+    let sql = "SELECT name FROM items WHERE id = $1";
+    let p = [SqlValue::Int(3)];
+    assert_ne!(
+        db.cache_key(sql, &p, &oa).unwrap(),
+        db.cache_key(sql, &p, &ob).unwrap()
+    );
+    db.fetch_json_cached(sql, &p, &oa).await.unwrap();
+    db.fetch_json_cached(sql, &p, &ob).await.unwrap();
+    db.execute("UPDATE items SET name = 'tres' WHERE id = 3", &[])
+        .await
+        .unwrap();
+    let only_b = CacheOptions::default().tag(tb.clone());
+    db.fetch_json_cached(sql, &p, &only_b).await.unwrap();
+    db.invalidate(&[tb]).await.unwrap();
+    assert_eq!(
+        db.fetch_json_cached(sql, &p, &oa).await.unwrap()[0]["name"],
+        "three"
+    );
+    assert_eq!(
+        db.fetch_json_cached(sql, &p, &ob).await.unwrap()[0]["name"],
+        "tres"
+    );
+    db.invalidate(&[ta]).await.unwrap();
+    assert_eq!(
+        db.fetch_json_cached(sql, &p, &oa).await.unwrap()[0]["name"],
+        "tres"
+    );
 }
