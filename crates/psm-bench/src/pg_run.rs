@@ -15,7 +15,7 @@ use std::{ops::Range, sync::Arc};
 use deadpool_postgres::{Manager as PoolManager, ManagerConfig, Pool, RecyclingMethod};
 use psm::postgres::{CacheOptions, Database, PostgresConfig, PostgresStorage, SqlValue};
 use psm::{PermissionStorageManager as Manager, Ttl, memory::MemoryCache};
-use psm_core::{Cache, CacheKey, DynCache};
+use psm_core::{Cache, CacheKey, CacheTag, DynCache};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio_postgres::NoTls;
@@ -231,21 +231,36 @@ fn measure(
     let (sm, sbare) = single.block_on(connect_side(p, schema, &check_sql))?;
     // The query layer of a second storage on psm's schema, caching in a memory cache, and a key
     // of the same shape in the same cache holding the same bytes for the bare `get`.
-    let (storage, query) = single.block_on(async {
+    let (storage, queries) = single.block_on(async {
         let storage =
             PostgresStorage::connect(PostgresConfig::from_url(&psm_url(&p.url, schema))?).await?;
         let cache = Arc::new(MemoryCache::new());
-        let ttl = Ttl::from_secs(TTL)?;
         let db = storage
             .database()
-            .with_cache(Arc::clone(&cache) as DynCache, ttl);
-        let query = CachedQuery::prepare(w, db, bare_schema, &cache, ttl).await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((storage, Arc::new(query)))
+            .with_cache(Arc::clone(&cache) as DynCache, Ttl::from_secs(TTL)?);
+        let plain =
+            CachedQuery::prepare(w, db.clone(), bare_schema, &cache, CacheOptions::default())
+                .await?;
+        let tagged = CachedQuery::prepare(
+            w,
+            db,
+            bare_schema,
+            &cache,
+            CacheOptions::default().tag(CacheTag::parse("bench:sessions")?),
+        )
+        .await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
+            storage,
+            [Arc::new(plain), Arc::new(tagged)],
+        ))
     })?;
 
     let (mut psm_seq, mut bare_seq) = (Figure::default(), Figure::default());
     let (mut psm_conc, mut bare_conc) = (Figure::default(), Figure::default());
-    let (mut cached_fetch, mut cache_get) = (Figure::default(), Figure::default());
+    let mut cached = [
+        (Figure::default(), Figure::default()),
+        (Figure::default(), Figure::default()),
+    ];
     let ops = p.ops;
     let expected = expected_check_hits(0..ops, n);
     let cache_ops = p.cache_ops;
@@ -279,23 +294,26 @@ fn measure(
             psm_fig.record_side(ops, psm_side, expected);
             bare_fig.record_side(ops, bare_side, expected);
         }
-        eprintln!(
-            "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches and as many cache reads, alternating in {SLICES} slices"
-        );
-        let [fetch_side, get_side] = single.block_on(paired(
-            cache_ops,
-            1,
-            |range| {
-                let query = Arc::clone(&query);
-                async move { query.fetches(range.len()).await }
-            },
-            |range| {
-                let query = Arc::clone(&query);
-                async move { query.gets(range.len()).await }
-            },
-        ))?;
-        cached_fetch.record_side(cache_ops, fetch_side, cache_ops as u64);
-        cache_get.record_side(cache_ops, get_side, cache_ops as u64);
+        for (query, (fetch_fig, get_fig)) in queries.iter().zip(cached.iter_mut()) {
+            eprintln!(
+                "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches ({} tags) and as many Cache::get of the same entry, alternating in {SLICES} slices",
+                query.options.tags.len()
+            );
+            let [fetch_side, get_side] = single.block_on(paired(
+                cache_ops,
+                1,
+                |range| {
+                    let query = Arc::clone(query);
+                    async move { query.fetches(range.len()).await }
+                },
+                |range| {
+                    let query = Arc::clone(query);
+                    async move { query.gets(range.len()).await }
+                },
+            ))?;
+            fetch_fig.record_side(cache_ops, fetch_side, cache_ops as u64);
+            get_fig.record_side(cache_ops, get_side, cache_ops as u64);
+        }
     }
     single.block_on(async {
         sm.close().await?;
@@ -307,8 +325,12 @@ fn measure(
     bare_seq.verify("postgres bare sequential", problems);
     psm_conc.verify("postgres psm concurrent", problems);
     bare_conc.verify("postgres bare concurrent", problems);
-    cached_fetch.verify("postgres cached fetch", problems);
-    cache_get.verify("postgres cache get", problems);
+    for (i, (fetch_fig, get_fig)) in cached.iter().enumerate() {
+        fetch_fig.verify(&format!("postgres cached fetch {i}"), problems);
+        get_fig.verify(&format!("postgres cache get {i}"), problems);
+    }
+    let [(cached_fetch, cache_get), (tagged_fetch, tagged_get)] = &cached;
+    let [plain, tagged] = &queries;
     Ok(json!({
         "url": redact(&p.url),
         "sessions": n,
@@ -319,24 +341,59 @@ fn measure(
         "psm_store_concurrent": psm_fill_rate,
         "psm": { "sequential": psm_seq.to_json(), "concurrent": psm_conc.to_json() },
         "bare": { "sequential": bare_seq.to_json(), "concurrent": bare_conc.to_json() },
+        "round_ratios": {
+            "sequential": round_ratios(&psm_seq, &bare_seq),
+            "concurrent": round_ratios(&psm_conc, &bare_conc),
+            "cached_fetch": round_ratios(cached_fetch, cache_get),
+            "cached_fetch_tagged": round_ratios(tagged_fetch, tagged_get),
+        },
         "query_cache": {
             "ops": cache_ops,
-            "sql": query.sql,
-            "value_bytes": query.bytes.len(),
+            "sql": plain.sql,
+            "peer": "one Cache::get, called on psm-memory's MemoryCache itself, of the very key and value the cached fetch hits",
+            "key_bytes": plain.key.as_str().len(),
+            "value_bytes": plain.bytes.len(),
             "cached_fetch": cached_fetch.to_json(),
             "cache_get": cache_get.to_json(),
+            "tagged": {
+                "tags": tagged.options.tags.len(),
+                "note": "a hit reads the entry and the tag's generation at once: two Cache::get; the peer is one",
+                "value_bytes": tagged.bytes.len(),
+                "cached_fetch": tagged_fetch.to_json(),
+                "cache_get": tagged_get.to_json(),
+            },
         },
     }))
 }
 
-/// One cached query of the query layer, and the same bytes under a key of the same shape read
-/// straight from the cache.
+/// Each round's psm rate over the peer's, paired round by round (the machine is shared, so the
+/// spread of these says more than any single best).
+fn round_ratios(psm: &Figure, peer: &Figure) -> Value {
+    let rates = |f: &Figure| -> Vec<f64> {
+        f.to_json()["rounds"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    Value::from(
+        rates(psm)
+            .iter()
+            .zip(rates(peer))
+            .map(|(x, y)| x / y.max(1e-9))
+            .collect::<Vec<f64>>(),
+    )
+}
+
+/// One cached query of the query layer, and the very cache entry its hits read, read straight
+/// from the cache by the peer.
 #[derive(Debug)]
 struct CachedQuery {
     db: Database,
     sql: String,
     params: Vec<SqlValue>,
     options: CacheOptions,
+    /// The session id the one row must carry.
+    id: String,
     cache: Arc<MemoryCache>,
     key: CacheKey,
     bytes: Vec<u8>,
@@ -344,40 +401,43 @@ struct CachedQuery {
 
 impl CachedQuery {
     /// Reads the row of one session through the query layer (filling the cache), checks it, and
-    /// stores its encoded rows under the bare key.
+    /// looks up the key and value the query layer stored.
     async fn prepare(
         w: &Workload,
         db: Database,
         bare_schema: &str,
         cache: &Arc<MemoryCache>,
-        ttl: Ttl,
+        options: CacheOptions,
     ) -> BenchResult<Self> {
         let s = w.order[CACHED_POSITION];
         let sql = format!("SELECT id, permissions FROM {bare_schema}.sessions WHERE id = $1");
         let params = vec![SqlValue::Text(w.sessions[s].clone())];
-        let options = CacheOptions::default();
         let rows = db.fetch_json_cached(&sql, &params, &options).await?;
         let perms: Vec<&str> = w.perms_of(s).collect();
         let expected = json!([{ "id": w.sessions[s], "permissions": perms }]);
-        if Value::from(rows.clone()) != expected {
+        if Value::from(rows.to_vec()) != expected {
             return Err(format!("the cached query read {rows:?}, expected {expected}").into());
         }
-        let bytes = serde_json::to_vec(&rows)?;
-        // The query layer's keys are `psm:pg:<schema>:q:<64 hex digits>`.
-        let key = CacheKey::parse(&format!("psm:pg:{bare_schema}:q:{}", "0".repeat(64)))?;
-        cache.set(&key, &bytes, ttl, &[]).await?;
+        let key = db
+            .cache_key(&sql, &params, &options)?
+            .ok_or("the query layer has no cache")?;
+        let bytes = cache
+            .get(&key)
+            .await?
+            .ok_or("the cached fetch stored nothing under its key")?;
         Ok(Self {
             db,
             sql,
             params,
             options,
+            id: w.sessions[s].clone(),
             cache: Arc::clone(cache),
             key,
             bytes,
         })
     }
 
-    /// `calls` cached fetches; returns how many answered the one expected row.
+    /// `calls` cached fetches; returns how many answered the one expected row (its id read).
     async fn fetches(&self, calls: usize) -> BenchResult<u64> {
         let mut hits = 0;
         for _ in 0..calls {
@@ -385,16 +445,17 @@ impl CachedQuery {
                 .db
                 .fetch_json_cached(&self.sql, &self.params, &self.options)
                 .await?;
-            hits += u64::from(rows.len() == 1);
+            hits += u64::from(rows.len() == 1 && rows[0]["id"] == *self.id);
         }
         Ok(hits)
     }
 
-    /// `calls` reads of the bare key; returns how many answered the stored bytes' length.
+    /// `calls` reads of the same entry; returns how many answered the stored bytes' length.
     async fn gets(&self, calls: usize) -> BenchResult<u64> {
         let mut hits = 0;
         for _ in 0..calls {
-            let value = self.cache.get(&self.key).await?;
+            // On the cache itself, not through the `Arc` (which would box a second future).
+            let value = Cache::get(&*self.cache, &self.key).await?;
             hits += u64::from(value.is_some_and(|v| v.len() == self.bytes.len()));
         }
         Ok(hits)
