@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::{
     flags::BenchFlags,
-    util::{Error, Result, bail, cargo, display, header, output, run, workspace_root},
+    util::{Error, Result, bail, cargo, display, header, output, workspace_root},
 };
 
 /// The full workload (the numbers); `--quick` uses the smaller one.
@@ -276,37 +276,10 @@ fn parse_json(what: &str, text: &str) -> Result<Value> {
         .map_err(|e| Error::new(format!("{what} printed no JSON result: {e}")))
 }
 
-/// Creates `target/bench-venv` and installs the pinned package once; returns the venv's python.
+/// Creates `target/bench-venv` with the pinned Python original; returns the venv's python.
 fn ensure_venv(commands: &mut Vec<String>) -> Result<std::path::PathBuf> {
-    let venv = workspace_root().join(VENV);
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        let mut cmd = Command::new("python3");
-        cmd.args(["-m", "venv"]).arg(&venv);
-        commands.push(display(&cmd));
-        run(&mut cmd)
-            .map_err(|e| Error::new(format!("{e} (is python3 with the venv module installed?)")))?;
-    }
-    let wanted = PYTHON_PACKAGE.split_once("==").map_or("", |(_, v)| v);
-    let installed = crate::util::quiet_output(Command::new(&python).args([
-        "-c",
-        "import importlib.metadata as m; print(m.version('permission-storage-manager'))",
-    ]));
-    let mut cmd = Command::new(&python);
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "-q",
-        PYTHON_PACKAGE,
-    ]);
-    commands.push(display(&cmd));
-    if installed.as_deref() != Some(wanted) {
-        run(&mut cmd).map_err(|e| Error::new(format!("{e} (is PyPI reachable?)")))?;
-    } else {
-        println!("{PYTHON_PACKAGE} is already installed in {VENV}");
-    }
+    let python =
+        crate::python::ensure_venv(&workspace_root().join(VENV), PYTHON_PACKAGE, commands)?;
     if !Path::new(PYTHON_SCRIPT).is_file() {
         bail!("{PYTHON_SCRIPT} is missing");
     }

@@ -31,13 +31,14 @@ const IMPURE: [&str; 6] = [
 ];
 
 /// The steps in order; `stop-services` always runs, also after a failure.
-const STEPS: [(&str, StepFn); 8] = [
+const STEPS: [(&str, StepFn); 9] = [
     ("fmt", fmt),
     ("clippy", clippy),
     ("purity", purity),
     ("doc", doc),
     ("services", start_services),
     ("test", test),
+    ("api", api),
     ("machete", machete),
     ("stop-services", stop_services),
 ];
@@ -257,6 +258,11 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
         }
     }
     Some((passed?, failed?))
+}
+
+/// schemathesis against a running `psm serve` (see `api.rs`).
+fn api(ctx: &mut Ctx) -> Result<()> {
+    crate::api::conformance(&ctx.env)
 }
 
 fn machete(_: &mut Ctx) -> Result<()> {

@@ -36,7 +36,7 @@ pub(crate) const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, machete
+  ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, api, machete
                           (--skip is for local iteration only; .ci/run never uses it)
   services up|down|env    find or start Redis, PostgreSQL and a private three-master Redis
                           Cluster; `env` prints export lines, `down` stops only what this

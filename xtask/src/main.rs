@@ -6,9 +6,11 @@
 // A terminal tool: printing is its job.
 #![allow(clippy::print_stdout)]
 
+mod api;
 mod bench;
 mod ci;
 mod flags;
+mod python;
 mod services;
 #[cfg(test)]
 mod tidy;

@@ -100,7 +100,7 @@ pub struct ServeFlags {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "PSM_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Largest request body in bytes [default: 262144]
+    /// Largest request body in bytes [default: 2097152]
     #[arg(long, env = "PSM_BODY_LIMIT", value_name = "BYTES")]
     pub body_limit: Option<usize>,
     /// Longest a request may take [default: 30s]
@@ -241,7 +241,7 @@ impl Default for ServeSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            body_limit: 256 * 1024,
+            body_limit: 2 * 1024 * 1024,
             request_timeout: Secs(30),
             registration: true,
             trust_forwarded_for: false,

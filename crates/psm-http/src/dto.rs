@@ -9,7 +9,48 @@ use psm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{
+    IntoParams, PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, RefOr, Schema, Type},
+};
+
+/// The schema of one permission: 1 to 255 bytes, no whitespace or control characters.
+pub struct PermissionItem;
+
+impl std::fmt::Debug for PermissionItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PermissionItem")
+    }
+}
+
+impl PartialSchema for PermissionItem {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "a permission: 1 to 255 bytes of UTF-8, no whitespace or control characters",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some(PERMISSION_PATTERN))
+            .into()
+    }
+}
+
+impl ToSchema for PermissionItem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Permission".into()
+    }
+}
+
+/// No whitespace, no control characters (psm's permission rule, byte length aside).
+const PERMISSION_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f]+$";
+
+/// Largest `max_sessions` of `POST /v1/sessions`.
+pub const MAX_SESSION_LIMIT: u32 = 1_000_000;
+
+/// Largest `offset` of a listing (the stores count in signed 64-bit).
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// Body of `POST /v1/auth/register`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -19,7 +60,11 @@ pub struct RegisterBody {
     #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
     /// An email address; unique case-insensitively.
-    #[schema(min_length = 3, max_length = 254)]
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$"
+    )]
     pub email: String,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128)]
@@ -149,13 +194,17 @@ pub struct CreateUserBody {
     #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9._-]{3,64}$")]
     pub username: String,
     /// An email address.
-    #[schema(min_length = 3, max_length = 254)]
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$"
+    )]
     pub email: String,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Permissions every session of the user gets (1 to 4,096).
-    #[schema(min_items = 1, max_items = 4096)]
+    #[schema(value_type = Vec<PermissionItem>, min_items = 1, max_items = 4096)]
     pub permissions: Vec<String>,
 }
 
@@ -240,7 +289,7 @@ pub struct StoreBody {
     #[schema(min_length = 1, max_length = 255)]
     pub user_id: String,
     /// 1 to 4,096 permissions: each 1 to 255 bytes, no whitespace or control characters.
-    #[schema(min_items = 1, max_items = 4096)]
+    #[schema(value_type = Vec<PermissionItem>, min_items = 1, max_items = 4096)]
     pub permissions: Vec<String>,
     /// Seconds, 1 to 31,536,000; absent means the server's default ttl.
     #[schema(minimum = 1, maximum = 31_536_000)]
@@ -258,7 +307,7 @@ pub struct CreateSessionBody {
     #[schema(min_length = 1, max_length = 255)]
     pub user_id: String,
     /// 1 to 4,096 permissions.
-    #[schema(min_items = 1, max_items = 4096)]
+    #[schema(value_type = Vec<PermissionItem>, min_items = 1, max_items = 4096)]
     pub permissions: Vec<String>,
     /// Seconds, 1 to 31,536,000; absent means the server's default ttl.
     #[schema(minimum = 1, maximum = 31_536_000)]
@@ -269,8 +318,8 @@ pub struct CreateSessionBody {
     /// The id to use (ASCII letters, digits, `-`, `_`); absent means a generated one.
     #[schema(min_length = 1, max_length = 255, pattern = "^[A-Za-z0-9_-]{1,255}$")]
     pub session_id: Option<String>,
-    /// The most live sessions the user may have; absent means no limit.
-    #[schema(minimum = 1)]
+    /// The most live sessions the user may have (1 to 1,000,000); absent means no limit.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub max_sessions: Option<u32>,
     /// What happens at the limit.
     pub policy: Option<PolicyBody>,
@@ -300,7 +349,7 @@ pub struct CreatedView {
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     /// The new permissions (replacing the old ones).
-    #[schema(min_items = 1, max_items = 4096)]
+    #[schema(value_type = Vec<PermissionItem>, min_items = 1, max_items = 4096)]
     pub permissions: Vec<String>,
     /// A new ttl in seconds; absent keeps the current expiry.
     #[schema(minimum = 1, maximum = 31_536_000)]
@@ -322,7 +371,11 @@ pub struct ExtendBody {
 #[into_params(parameter_in = Query)]
 pub struct CheckQuery {
     /// The permission to check (exact, case-sensitive).
-    #[param(min_length = 1, max_length = 255)]
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub permission: String,
 }
 
@@ -340,7 +393,7 @@ pub struct CheckView {
 #[serde(deny_unknown_fields)]
 pub struct CheckManyBody {
     /// The permissions to check.
-    #[schema(min_items = 1, max_items = 4096)]
+    #[schema(value_type = Vec<PermissionItem>, min_items = 1, max_items = 4096)]
     pub permissions: Vec<String>,
 }
 
@@ -384,7 +437,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<u64>,
     /// Ids to skip (default 0).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     pub offset: Option<u64>,
 }
 

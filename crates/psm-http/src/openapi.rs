@@ -143,6 +143,7 @@ impl Modify for Security {
     ),
     components(schemas(
         ProblemBody,
+        dto::PermissionItem,
         dto::RegisterBody,
         dto::LoginBody,
         dto::RefreshBody,

@@ -22,7 +22,8 @@ pub const DEFAULT_USER_PERMISSION: &str = "psm:user";
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// Largest request body accepted, in bytes (default 256 KiB: session metadata may be 64 KiB).
+    /// Largest request body accepted, in bytes (default 2 MiB: the largest valid request, 4,096
+    /// permissions of 255 bytes plus 64 KiB of metadata, fits with room to spare).
     pub body_limit: usize,
     /// Longest a request may take before it is answered with 503 `request_timeout` (default 30 s).
     pub request_timeout: Duration,
@@ -41,7 +42,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
-            body_limit: 256 * 1024,
+            body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             registration: true,
             default_permissions: vec![DEFAULT_USER_PERMISSION.to_owned()],

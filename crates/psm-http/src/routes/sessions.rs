@@ -8,8 +8,8 @@ use crate::{
     Api,
     dto::{
         CheckManyBody, CheckManyView, CheckQuery, CheckView, CountView, CreateSessionBody,
-        CreatedView, DataView, ExtendBody, ListQuery, ListView, PolicyBody, SessionView, StoreBody,
-        StoredView, UpdateBody,
+        CreatedView, DataView, ExtendBody, ListQuery, ListView, MAX_OFFSET, MAX_SESSION_LIMIT,
+        PolicyBody, SessionView, StoreBody, StoredView, UpdateBody,
     },
     extract::{ApiJson, ApiQuery, SessionPath},
     guard::RequirePermission,
@@ -43,6 +43,12 @@ pub(crate) async fn list(
 ) -> Result<Json<ListView>, Problem> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(Problem::invalid_parameter(
+            "offset",
+            "offset is larger than 9223372036854775807",
+        ));
+    }
     let ids = api
         .sessions_op(
             "list_sessions",
@@ -74,6 +80,12 @@ pub(crate) async fn create(
 ) -> Result<impl IntoResponse, Problem> {
     let limit = match body.max_sessions {
         None => SessionLimit::unlimited(),
+        Some(max) if max > MAX_SESSION_LIMIT => {
+            return Err(Problem::invalid_parameter(
+                "max_sessions",
+                "max_sessions is larger than 1000000",
+            ));
+        }
         Some(max) => {
             let policy = match body.policy.unwrap_or(PolicyBody::Reject) {
                 PolicyBody::Reject => LimitPolicy::Reject,

@@ -448,11 +448,12 @@ async fn repeated_failed_logins_get_429_with_retry_after() {
 #[tokio::test]
 async fn a_request_over_its_time_gets_503_request_timeout() {
     let config = HttpConfig {
-        request_timeout: Duration::ZERO,
+        request_timeout: Duration::from_millis(1),
         ..HttpConfig::default()
     };
-    let server = serve_with(auth(), config).await;
-    // Registration hashes on the hashing threads, so it is never ready at the first poll.
+    // Production argon2 cost: a hash takes tens of milliseconds, far past the 1 ms limit.
+    let auth = psm::auth::AuthService::memory(keys(), psm::auth::AuthConfig::default()).unwrap();
+    let server = serve_with(auth, config).await;
     let r = server
         .client
         .post(server.url("/v1/auth/register"))
