@@ -172,7 +172,9 @@ impl Database {
     /// Runs one statement on a pooled connection within the call bound.
     async fn bounded(&self, sql: &str, params: &Params<'_>, want: Want) -> Result<Got> {
         self.storage
-            .with_client("query", async |c| run(c, sql, params, want).await)
+            .with_client("query", async |c| {
+                run(c, sql, params, want, Scope::Alone).await
+            })
             .await
     }
 
@@ -425,7 +427,12 @@ impl DbTransaction {
     async fn bounded(&self, sql: &str, params: &Params<'_>, want: Want) -> Result<Got> {
         validate::check(sql, params.len(), self.limits)?;
         let client = self.client()?;
-        match deadline(self.limit, run(client, sql, params, want)).await {
+        match deadline(
+            self.limit,
+            run(client, sql, params, want, Scope::InTransaction),
+        )
+        .await
+        {
             Some(r) => r,
             None => {
                 self.expired.store(true, Ordering::Relaxed);
@@ -601,9 +608,23 @@ fn stale_plan(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
 }
 
+/// Where a statement runs: on its own, or inside an open transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Alone,
+    InTransaction,
+}
+
 /// Prepares (cached) and runs one statement. A stale cached plan (0A000) is dropped from the
-/// connection's statement cache and the statement prepared and run once more.
-async fn run(client: &Object, sql: &str, params: &Params<'_>, want: Want) -> Result<Got> {
+/// connection's statement cache; on its own the statement is prepared and run once more, inside a
+/// transaction (which the error has aborted) the call fails with a retryable `Concurrency`.
+async fn run(
+    client: &Object,
+    sql: &str,
+    params: &Params<'_>,
+    want: Want,
+    scope: Scope,
+) -> Result<Got> {
     let mut retried = false;
     loop {
         let stmt = prepare(client, sql, params.len()).await?;
@@ -613,6 +634,10 @@ async fn run(client: &Object, sql: &str, params: &Params<'_>, want: Want) -> Res
             Want::Count => client.execute(&stmt, params).await.map(Got::Count),
         };
         match r {
+            Err(e) if stale_plan(&e) && scope == Scope::InTransaction => {
+                client.statement_cache.remove(sql, &[]);
+                return Err(stale_in_transaction(e));
+            }
             Err(e) if !retried && stale_plan(&e) => {
                 client.statement_cache.remove(sql, &[]);
                 retried = true;
@@ -626,6 +651,20 @@ async fn run(client: &Object, sql: &str, params: &Params<'_>, want: Want) -> Res
             }
         }
     }
+}
+
+/// A stale cached plan met inside a transaction: the server has aborted the transaction, so the
+/// statement cannot simply be run again. It was dropped from the cache; retrying the whole
+/// transaction works.
+#[cold]
+fn stale_in_transaction(e: tokio_postgres::Error) -> Error {
+    Error::new(
+        ErrorKind::Concurrency,
+        "a table changed shape under a cached statement; the transaction was aborted, retry it",
+    )
+    .with_detail("provider", crate::PROVIDER)
+    .with_detail("sqlstate", "0A000")
+    .with_source(e)
 }
 
 /// The first row of a streamed result; the rest is never collected.

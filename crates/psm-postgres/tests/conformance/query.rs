@@ -611,3 +611,69 @@ async fn one_query_under_two_tag_sets_is_two_entries() {
         "tres"
     );
 }
+
+/// A statement prepared on a pooled connection, then the table it reads altered underneath it: the
+/// server answers 0A000 ("cached plan must not change result type") for the cached statement. The
+/// query layer prepares it again and answers with the new shape; inside a transaction, where the
+/// error has already aborted the transaction, it drops the statement and reports a retryable
+/// `Concurrency` error, and the retried transaction works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_changing_shape_under_a_cached_statement_is_prepared_again() {
+    common::drop_stale_schemas().await;
+    let schema = common::fresh_schema();
+    let mut c = common::config(&schema);
+    // One connection: every call below reuses its statement cache.
+    c.pool_size = 1;
+    let storage = psm_postgres::PostgresStorage::connect(c).await.unwrap();
+    let db = storage.database();
+    db.execute("CREATE TABLE shape (id int8 PRIMARY KEY, a text)", &[])
+        .await
+        .unwrap();
+    db.execute("INSERT INTO shape VALUES (1, 'x')", &[])
+        .await
+        .unwrap();
+    let sql = "SELECT * FROM shape WHERE id = $1";
+    let mut added = 0;
+    let mut alter = async || {
+        added += 1;
+        db.execute(
+            &format!("ALTER TABLE shape ADD COLUMN c{added} text DEFAULT 'v{added}'"),
+            &[],
+        )
+        .await
+        .unwrap();
+        format!("c{added}")
+    };
+    // fetch (all rows), fetch_one, fetch_json_values: each prepared, altered, asked again.
+    assert_eq!(db.fetch(sql, &[&1_i64]).await.unwrap()[0].len(), 2);
+    let col = alter().await;
+    let rows = db.fetch_json(sql, &[&1_i64]).await.unwrap();
+    assert_eq!(rows[0][&col], json!("v1"), "{rows:?}");
+
+    let col = alter().await;
+    let row = db.fetch_one_json(sql, &[&1_i64]).await.unwrap().unwrap();
+    assert_eq!(row[&col], json!("v2"));
+
+    db.fetch_json_values(sql, &[SqlValue::Int(1)])
+        .await
+        .unwrap();
+    let col = alter().await;
+    let rows = db
+        .fetch_json_values(sql, &[SqlValue::Int(1)])
+        .await
+        .unwrap();
+    assert_eq!(rows[0][&col], json!("v3"));
+
+    // A transaction meeting the stale statement.
+    db.fetch(sql, &[&1_i64]).await.unwrap();
+    alter().await;
+    let tx = db.begin().await.unwrap();
+    let e = tx.fetch(sql, &[&1_i64]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Concurrency, "{e:?}");
+    assert_eq!(e.detail("sqlstate"), Some("0A000"));
+    assert!(e.is_retryable());
+    tx.rollback().await.unwrap();
+    let tx = db.begin().await.unwrap();
+    assert_eq!(tx.fetch(sql, &[&1_i64]).await.unwrap()[0].len(), 6);
+    tx.commit().await.unwrap();
+}
