@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cache;
+pub mod private_pg;
 
 use std::{
     sync::{

@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::common;
+use crate::common::{
+    self,
+    private_pg::{PrivatePg, as_postgres, run},
+};
 
 use std::{
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -19,172 +19,7 @@ use std::{
 use psm_core::{
     ErrorKind, NewSession, PermissionList, PermissionRef, PermissionStore, SessionIdRef, UserId,
 };
-use psm_postgres::{PostgresConfig, PostgresStorage, SslMode};
-
-const BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A private PostgreSQL in a temporary directory on a free loopback port. Dropping it stops the
-/// server (immediate mode) and removes the directory.
-struct PrivatePg {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// `program args…`, as the `postgres` user when we are root (initdb refuses root).
-fn as_postgres(program: &str, args: &[&str]) -> Command {
-    let path = Path::new(BIN).join(program);
-    assert!(
-        path.exists(),
-        "{} is missing: the fault tests need the PostgreSQL 15 server binaries",
-        path.display()
-    );
-    let mut cmd = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&path);
-        c
-    } else {
-        Command::new(&path)
-    };
-    cmd.args(args).stdin(Stdio::null());
-    cmd
-}
-
-fn run(mut cmd: Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl PrivatePg {
-    fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("psm-pg-faults-")
-            .tempdir()
-            .unwrap();
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("postgres:").arg(dir.path());
-                    c
-                },
-                "chown",
-            );
-        }
-        let port = free_port();
-        let pg = Self { dir, port };
-        let data = pg.data();
-        run(
-            as_postgres(
-                "initdb",
-                &[
-                    "-D",
-                    &data,
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                ],
-            ),
-            "initdb",
-        );
-        // `fsync = off` only matters when the machine crashes. `synchronous_commit` stays on: an
-        // immediate stop is a crash of the server, and with it off the commits of the last few
-        // hundred milliseconds (the migration included) were lost, so the restarted server had
-        // no `sessions` table (42P01, a `Provider` error) and the test failed with "wrong kind".
-        let conf = format!(
-            "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-             fsync = off\nsynchronous_commit = on\nmax_connections = 50\n",
-            pg.dir.path().display()
-        );
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(Path::new(&data).join("postgresql.conf"))
-            .and_then(|mut f| std::io::Write::write_all(&mut f, conf.as_bytes()))
-            .unwrap();
-        pg.pg_ctl_start();
-        pg
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("server.log")
-    }
-
-    fn pg_ctl_start(&self) {
-        let log = self.log().display().to_string();
-        run(
-            as_postgres(
-                "pg_ctl",
-                &["start", "-w", "-t", "60", "-D", &self.data(), "-l", &log],
-            ),
-            "pg_ctl start",
-        );
-    }
-
-    fn stop_immediate(&self) {
-        run(
-            as_postgres(
-                "pg_ctl",
-                &["stop", "-w", "-m", "immediate", "-D", &self.data()],
-            ),
-            "pg_ctl stop",
-        );
-    }
-
-    fn config(&self) -> PostgresConfig {
-        let mut c = PostgresConfig::from_url(&format!(
-            "postgres://postgres@127.0.0.1:{}/postgres",
-            self.port
-        ))
-        .unwrap();
-        c.sslmode = SslMode::Disable;
-        c.pool_size = 4;
-        c.connect_timeout = Duration::from_secs(1);
-        c.wait_timeout = Duration::from_secs(2);
-        c.retry_attempts = 1;
-        c.retry_delay = Duration::from_millis(50);
-        c
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        let _ = as_postgres(
-            "pg_ctl",
-            &["stop", "-w", "-m", "immediate", "-D", &self.data()],
-        )
-        .output();
-    }
-}
+use psm_postgres::{PostgresConfig, PostgresStorage};
 
 fn sid(s: &str) -> &SessionIdRef {
     SessionIdRef::parse(s).unwrap()
@@ -571,4 +406,180 @@ async fn repeated_restarts_under_load_fail_only_with_connection_kinds() {
     })
     .await
     .expect("the restart test hung");
+}
+
+/// Connection attempts are retried `retry_attempts` times with the configured backoff. A listener
+/// that accepts and at once closes every connection counts the attempts that really reach it;
+/// the elapsed time is only checked as a lower bound (the sum of the delays) and against the
+/// configured bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_errors_are_retried_as_configured() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for (retries, delay_ms, max_ms) in
+            [(0_u32, 200_u64, 200_u64), (2, 100, 1000), (3, 200, 300)]
+        {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let accepted = Arc::new(AtomicU64::new(0));
+            let counter = {
+                let accepted = accepted.clone();
+                tokio::spawn(async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        drop(stream);
+                    }
+                })
+            };
+            let mut c = PostgresConfig::from_url(&format!(
+                "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+            ))
+            .unwrap();
+            c.connect_timeout = Duration::from_secs(1);
+            c.retry_attempts = retries;
+            c.retry_delay = Duration::from_millis(delay_ms);
+            c.retry_max_delay = Duration::from_millis(max_ms);
+            // The delays: delay, doubled each time, capped at max.
+            let mut slept = Duration::ZERO;
+            let mut d = c.retry_delay;
+            for _ in 0..retries {
+                slept += d;
+                d = (d * 2).min(c.retry_max_delay);
+            }
+            let bound = c.connect_timeout * 2 * (retries + 1) + slept + Duration::from_secs(2);
+            let t = Instant::now();
+            let e = PostgresStorage::connect(c).await.unwrap_err();
+            let took = t.elapsed();
+            assert_eq!(e.kind(), ErrorKind::ProviderConnection, "{e:?}");
+            let attempts = u64::from(retries) + 1;
+            assert_eq!(e.detail("attempts"), Some(attempts.to_string().as_str()));
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                attempts,
+                "attempts that reached the server"
+            );
+            assert!(
+                took >= slept,
+                "{retries} retries took {took:?}, the delays alone are {slept:?}"
+            );
+            assert!(took <= bound, "took {took:?}, bound {bound:?}");
+            counter.abort();
+        }
+        // A closed port: refused at once, retried all the same.
+        let port = common::private_pg::free_port();
+        let mut c = PostgresConfig::from_url(&format!(
+            "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+        ))
+        .unwrap();
+        c.retry_attempts = 4;
+        c.retry_delay = Duration::from_millis(50);
+        c.retry_max_delay = Duration::from_millis(80);
+        let t = Instant::now();
+        let e = PostgresStorage::connect(c).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProviderConnection, "{e:?}");
+        assert_eq!(e.detail("attempts"), Some("5"));
+        assert!(t.elapsed() >= Duration::from_millis(50 + 80 * 3));
+    })
+    .await
+    .expect("the retry test hung");
+}
+
+/// A server frozen with `SIGSTOP` accepts TCP connections (the kernel does) but never answers.
+/// Calls on pooled connections fail with `OperationTimeout` after `query_timeout` (and drop their
+/// connection); new connections fail with `ProviderConnection` after the create bound; none takes
+/// longer than the configured bound, concurrent ones included. After `SIGCONT` the same storage
+/// works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_server_gives_timeouts_within_the_bound_then_recovers() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let pg = PrivatePg::start();
+        let mut config = pg.config();
+        config.statement_timeout = None;
+        config.query_timeout = Some(Duration::from_secs(1));
+        config.connect_timeout = Duration::from_millis(500);
+        config.wait_timeout = Duration::from_secs(1);
+        config.retry_attempts = 1;
+        config.retry_delay = Duration::from_millis(50);
+        let call = config.call_timeout().unwrap();
+        // Acquiring: per attempt the create bound (twice connect_timeout), plus the retry delay;
+        // then the call bound; plus a margin for a loaded machine.
+        let bound = config.connect_timeout * 2 * (config.retry_attempts + 1)
+            + config.retry_delay
+            + config.wait_timeout
+            + call
+            + Duration::from_secs(2);
+        let storage = PostgresStorage::connect(config.clone()).await.unwrap();
+        let store = storage.sessions();
+        let session = NewSession::new(
+            UserId::parse("alice").unwrap(),
+            PermissionList::parse(["read"]).unwrap(),
+        );
+        store.store_permissions(sid("s1"), session).await.unwrap();
+        let read = PermissionRef::parse("read").unwrap();
+        // Several pooled connections, so both failure paths are met.
+        let warm: Vec<_> = (0..3)
+            .map(|_| store.check_permission(sid("s1"), read))
+            .collect();
+        for r in futures::future::join_all(warm).await {
+            assert!(r.unwrap());
+        }
+
+        let frozen = pg.freeze();
+        let mut kinds = Vec::new();
+        for _ in 0..4 {
+            let t = Instant::now();
+            let r = tokio::time::timeout(bound * 2, store.check_permission(sid("s1"), read))
+                .await
+                .unwrap_or_else(|_| panic!("a call hung on the frozen server"));
+            let took = t.elapsed();
+            let e = r.expect_err("a frozen server answered");
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::OperationTimeout | ErrorKind::ProviderConnection
+                ),
+                "{e:?}"
+            );
+            assert!(took <= bound, "a call took {took:?}, bound {bound:?}");
+            kinds.push(e.kind());
+        }
+        assert!(
+            kinds.contains(&ErrorKind::OperationTimeout),
+            "a pooled connection must time out: {kinds:?}"
+        );
+        // Concurrent calls: none beyond the bound either.
+        let t = Instant::now();
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.check_permission(sid("s1"), read).await })
+            })
+            .collect();
+        for c in calls {
+            let e = c.await.unwrap().expect_err("a frozen server answered");
+            assert!(e.is_retryable(), "{e:?}");
+        }
+        assert!(
+            t.elapsed() <= bound * 2,
+            "concurrent calls took {:?}",
+            t.elapsed()
+        );
+        drop(frozen);
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match store.check_permission(sid("s1"), read).await {
+                Ok(true) => break,
+                Ok(false) => panic!("the session was lost"),
+                Err(e) => assert!(e.is_retryable(), "{e:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no recovery within 30 s of SIGCONT"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        storage.close().await.unwrap();
+    })
+    .await
+    .expect("the stalled-server test hung");
 }

@@ -217,3 +217,159 @@ async fn tls_modes_against_the_server() {
         assert_eq!(e.kind(), ErrorKind::ProviderConnection, "{e:?}");
     }
 }
+
+/// `openssl …`, failing the test with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the verify-full test needs the openssl command");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority in `dir` (`<name>.crt`, `<name>.key`).
+fn make_ca(dir: &std::path::Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=psm test {name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// `verify-full` against a private server whose certificate a CA made in the test signed, for the
+/// name `localhost` only: it connects (encrypted) by that name with that CA, and refuses, for good
+/// and at the first attempt, another name (the IP address) or another CA. `require` connects
+/// without checking either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_accepts_the_right_ca_and_name_and_refuses_the_wrong_ones() {
+    use crate::common::private_pg::{PrivatePg, is_root};
+    let certs = tempfile::tempdir().unwrap();
+    make_ca(certs.path(), "ca");
+    make_ca(certs.path(), "other_ca");
+    let pg = PrivatePg::start_with(|data| {
+        std::fs::write(
+            data.join("ext.cnf"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            data,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        );
+        let ca = certs.path().join("ca");
+        openssl(
+            data,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-days",
+                "2",
+                "-out",
+                "server.crt",
+                "-CA",
+                &format!("{}.crt", ca.display()),
+                "-CAkey",
+                &format!("{}.key", ca.display()),
+                "-CAcreateserial",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        let key = data.join("server.key");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .arg("postgres:")
+                .arg(&key)
+                .arg(data.join("server.crt"))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown of the server key failed");
+        }
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".to_owned()
+    });
+    let config = |host: &str, mode: SslMode, root: Option<&str>| {
+        let mut c = pg.config();
+        c.host = host.to_owned();
+        c.sslmode = mode;
+        c.sslrootcert = root.map(|r| certs.path().join(format!("{r}.crt")));
+        c.retry_attempts = 3;
+        c.retry_delay = std::time::Duration::from_millis(10);
+        c
+    };
+
+    let good = PostgresStorage::connect(config("localhost", SslMode::VerifyFull, Some("ca")))
+        .await
+        .unwrap_or_else(|e| panic!("verify-full with the right CA and name: {e:?}"));
+    assert!(ssl_in_use(&good).await, "verify-full must encrypt");
+    good.close().await.unwrap();
+
+    for (host, root, what) in [
+        ("127.0.0.1", "ca", "a name the certificate does not hold"),
+        ("localhost", "other_ca", "a CA that did not sign it"),
+    ] {
+        let e = PostgresStorage::connect(config(host, SslMode::VerifyFull, Some(root)))
+            .await
+            .expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::ProviderConfiguration, "{what}: {e:?}");
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.detail("attempts"),
+            Some("1"),
+            "{what}: not retried: {e:?}"
+        );
+        assert!(e.message().contains("certificate"), "{what}: {e}");
+    }
+
+    let require = PostgresStorage::connect(config("127.0.0.1", SslMode::Require, None))
+        .await
+        .unwrap();
+    assert!(ssl_in_use(&require).await, "require must encrypt");
+    let plain = PostgresStorage::connect(config("127.0.0.1", SslMode::Disable, None))
+        .await
+        .unwrap();
+    assert!(!ssl_in_use(&plain).await);
+}
