@@ -22,9 +22,10 @@ use crate::{
 ///
 /// With [`with_cache`](Self::with_cache), `get_user_by_email` is served from a
 /// [`Cache`](psm_core::Cache) and the entry is dropped (by the tag `<namespace>:user:<id>`) when the
-/// user is updated or deleted through this store. Lookups carry a generation read before the
-/// database read, and an update or delete starts a new one, so a lookup racing a write cannot
-/// store its stale result where later lookups look. A failing invalidation makes `update_user` or
+/// user is updated or deleted through this store. A hit reads the entry and the store's `users`
+/// generation at once; entries carry the generation read before their database read, and an
+/// update or delete starts a new one, so a lookup racing a write may store its stale result, but
+/// no later lookup accepts it. A failing invalidation makes `update_user` or
 /// `delete_user` return the cache's error (the database write happened).
 ///
 /// # Clone
@@ -102,10 +103,10 @@ impl PostgresUserStore {
         self.storage.row_mapped(op, sql, params, user_error).await
     }
 
-    /// The key of a lookup by `email` read under `generation` (of the `users` generation tag).
-    fn email_key(c: &UserCache, generation: &str, email: &Email) -> Option<CacheKey> {
+    /// The key of a lookup by `email` (`None` when the address makes it too long to cache).
+    fn email_key(c: &UserCache, email: &Email) -> Option<CacheKey> {
         CacheKey::parse(&format!(
-            "{}:user_email:{generation}:{}",
+            "{}:user_email:{}",
             c.namespace,
             email.normalized()
         ))
@@ -196,6 +197,8 @@ fn user_from_row(r: &Row) -> Result<User> {
 /// The cached form of a user.
 #[derive(Serialize, Deserialize)]
 struct CachedUser {
+    /// The `users` generation read before the database read this came from.
+    generation: String,
     id: String,
     username: String,
     email: String,
@@ -206,8 +209,9 @@ struct CachedUser {
 }
 
 impl CachedUser {
-    fn from_user(u: &User) -> Self {
+    fn from_user(u: &User, generation: String) -> Self {
         Self {
+            generation,
             id: u.id.as_str().to_owned(),
             username: u.username.as_str().to_owned(),
             email: u.email.as_str().to_owned(),
@@ -281,37 +285,48 @@ impl UserStore for PostgresUserStore {
         let Some(c) = &self.cache else {
             return self.lookup_email(email).await;
         };
-        // The generation is read before the database: a lookup that read the row before a
-        // concurrent update or delete writes under a generation no later lookup reads.
-        let generation =
-            match crate::query::generations(&*c.cache, &c.namespace, &[USERS_GENERATION]).await {
-                Ok(mut g) => g.pop(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "postgres user cache unavailable");
-                    None
-                }
-            };
-        let key = generation.and_then(|g| Self::email_key(c, &g, email));
-        if let Some(key) = &key {
-            match c.cache.get(key).await {
-                Ok(Some(bytes)) => {
-                    match serde_json::from_slice::<CachedUser>(&bytes)
-                        .map_err(Error::from)
-                        .and_then(CachedUser::into_user)
-                    {
-                        Ok(user) => return Ok(Some(user)),
-                        Err(e) => tracing::warn!(error = %e, "ignoring an undecodable cached user"),
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "postgres user cache read failed"),
+        let (Some(key), Ok(gen_key)) = (
+            Self::email_key(c, email),
+            crate::query::generation_key(&c.namespace, USERS_GENERATION),
+        ) else {
+            return self.lookup_email(email).await;
+        };
+        // The entry and the `users` generation are read at once (one round trip on a networked
+        // cache); the generation is thus read before the database. An entry counts only while
+        // the generation it was written under is current, so a lookup that read the row before a
+        // concurrent update or delete may write its entry, but no later lookup accepts it.
+        let (entry, generation) = futures::join!(c.cache.get(&key), c.cache.get(&gen_key));
+        let generation = match generation {
+            Ok(read) => {
+                crate::query::generation_or_new(&*c.cache, &c.namespace, USERS_GENERATION, read)
+                    .await
             }
+            Err(e) => Err(e),
+        };
+        let generation = match generation {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "postgres user cache unavailable");
+                return self.lookup_email(email).await;
+            }
+        };
+        match entry {
+            Ok(Some(bytes)) => match serde_json::from_slice::<CachedUser>(&bytes) {
+                Ok(cached) if cached.generation == generation => match cached.into_user() {
+                    Ok(user) => return Ok(Some(user)),
+                    Err(e) => tracing::warn!(error = %e, "ignoring an invalid cached user"),
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "ignoring an undecodable cached user"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "postgres user cache read failed"),
         }
         let user = self.lookup_email(email).await?;
-        if let (Some(key), Some(u)) = (&key, &user) {
+        if let Some(u) = &user {
             let tags: Vec<CacheTag> = Self::user_tag(c, &u.id).into_iter().collect();
-            let bytes = serde_json::to_vec(&CachedUser::from_user(u))?;
-            if let Err(e) = c.cache.set(key, &bytes, c.ttl, &tags).await {
+            let bytes = serde_json::to_vec(&CachedUser::from_user(u, generation))?;
+            if let Err(e) = c.cache.set(&key, &bytes, c.ttl, &tags).await {
                 tracing::warn!(error = %e, "postgres user cache write failed");
             }
         }

@@ -558,7 +558,7 @@ fn generation_ttl() -> Result<Ttl> {
     Ttl::from_secs(psm_core::MAX_TTL_SECS)
 }
 
-fn generation_key(namespace: &str, tag: &str) -> Result<CacheKey> {
+pub(crate) fn generation_key(namespace: &str, tag: &str) -> Result<CacheKey> {
     CacheKey::parse(&format!("{namespace}:gen:{tag}"))
 }
 
@@ -574,37 +574,30 @@ fn new_generation() -> String {
     )
 }
 
-/// The current generation of each tag, read **before** the database read it will guard. A tag
-/// without one gets a fresh one. An entry written under these generations is only ever read while
-/// they are current, so a lookup that raced an invalidation cannot resurrect its stale result.
+/// The generation `read` from `tag`'s generation key, or, when there was none, a fresh one
+/// stored now (still before the database read it will guard).
 ///
 /// # Errors
 /// The cache's error (the caller then skips the cache).
-pub(crate) async fn generations(
+pub(crate) async fn generation_or_new(
     cache: &dyn Cache,
     namespace: &str,
-    tags: &[&str],
-) -> Result<Vec<String>> {
-    let mut out = Vec::with_capacity(tags.len());
-    for tag in tags {
-        let key = generation_key(namespace, tag)?;
-        let current = cache
-            .get(&key)
-            .await?
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        let g = match current {
-            Some(g) => g,
-            None => {
-                let g = new_generation();
-                cache
-                    .set(&key, g.as_bytes(), generation_ttl()?, &[])
-                    .await?;
-                g
-            }
-        };
-        out.push(g);
+    tag: &str,
+    read: Option<Vec<u8>>,
+) -> Result<String> {
+    if let Some(g) = read.and_then(|b| String::from_utf8(b).ok()) {
+        return Ok(g);
     }
-    Ok(out)
+    let g = new_generation();
+    cache
+        .set(
+            &generation_key(namespace, tag)?,
+            g.as_bytes(),
+            generation_ttl()?,
+            &[],
+        )
+        .await?;
+    Ok(g)
 }
 
 /// Starts a new generation of `tag`: every entry read under the old one becomes unreachable,

@@ -22,7 +22,7 @@ use psm_core::{CacheKey, CacheTag, DynCache, Error, ErrorKind, Result, Ttl};
 use serde_json::{Map, Value};
 use tokio_postgres::{Row, Statement, error::SqlState, types::ToSql};
 
-pub(crate) use self::cache::{bump, default_namespace, generations};
+pub(crate) use self::cache::{bump, default_namespace, generation_key, generation_or_new};
 pub use self::{
     cache::{CacheOptions, CachedRows, MEMO_ENTRIES, MEMO_VALUE_BYTES},
     value::SqlValue,
