@@ -69,6 +69,19 @@ fn token_config(serve: &ServeSettings) -> TokenConfig {
 /// Configuration errors, unreachable stores, an address that cannot be bound.
 pub async fn start(settings: &Settings, serve: &ServeSettings) -> Result<Server, CliError> {
     let stores = Stores::open(settings, Some(settings.default_ttl.0)).await?;
+    start_on(stores, settings, serve).await
+}
+
+/// As [`start`], over stores opened (and perhaps filled) by the caller; the server closes them
+/// when it stops.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_on(
+    stores: Stores,
+    settings: &Settings,
+    serve: &ServeSettings,
+) -> Result<Server, CliError> {
     match build(settings, serve, &stores).await {
         Ok((listener, router)) => {
             let addr = listener
