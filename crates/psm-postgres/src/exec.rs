@@ -5,7 +5,7 @@
 //! [`with_client`](PostgresStorage::with_client) for its own prepare-and-retry logic.
 
 use deadpool_postgres::Object;
-use psm_core::{Error, Result};
+use psm_core::{Error, ErrorKind, Result};
 use tokio_postgres::{Row, Statement, types::ToSql};
 
 use crate::{
@@ -22,7 +22,9 @@ pub(crate) type MapErr = fn(&'static str, tokio_postgres::Error) -> Error;
 
 impl PostgresStorage {
     /// Runs `f` on a pooled connection within the call bound. Past the bound the call fails with
-    /// `OperationTimeout` and the connection is discarded (see [`expired`]).
+    /// `OperationTimeout` and the connection is discarded (see [`expired`]). A connection that
+    /// failed with `ProviderConnection` is discarded too: the driver may not have noticed yet that
+    /// it is closed, and the pool would hand it to the next caller, who would fail the same way.
     ///
     /// # Errors
     /// Acquiring the connection's errors, `f`'s, or `OperationTimeout`.
@@ -34,6 +36,10 @@ impl PostgresStorage {
         let mut client = self.client().await?;
         let outcome = deadline(self.call_timeout(), f(&mut client)).await;
         match outcome {
+            Some(Err(e)) if e.kind() == ErrorKind::ProviderConnection => {
+                drop(Object::take(client));
+                Err(e)
+            }
             Some(r) => r,
             None => Err(expired(client, op)),
         }

@@ -338,7 +338,13 @@ impl Database {
         })
         .await
         {
-            Some(r) => r?,
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                if e.kind() == ErrorKind::ProviderConnection {
+                    drop(Object::take(client));
+                }
+                return Err(e);
+            }
             None => return Err(expired(client, "begin")),
         }
         Ok(DbTransaction {

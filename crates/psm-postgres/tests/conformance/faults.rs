@@ -223,8 +223,12 @@ async fn exhausted_pool_gives_operation_timeout_after_the_wait() {
 }
 
 /// The pid of the backend serving a `pg_sleep` that `application_name` names, once it runs.
-async fn backend_running(raw: &tokio_postgres::Client, app: &str) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+async fn backend_running<T: std::fmt::Debug>(
+    raw: &tokio_postgres::Client,
+    app: &str,
+    call: &mut tokio::task::JoinHandle<T>,
+) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let row = raw
             .query_opt(
@@ -236,6 +240,9 @@ async fn backend_running(raw: &tokio_postgres::Client, app: &str) -> i32 {
             .unwrap();
         if let Some(row) = row {
             return row.get(0);
+        }
+        if call.is_finished() {
+            panic!("the sleeping call ended early: {:?}", call.await);
         }
         assert!(
             Instant::now() < deadline,
@@ -250,11 +257,14 @@ async fn backend_running(raw: &tokio_postgres::Client, app: &str) -> i32 {
 /// same storage works right afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ended_or_cancelled_by_the_server_maps_to_connection_or_timeout() {
-    tokio::time::timeout(Duration::from_secs(60), async {
+    tokio::time::timeout(Duration::from_secs(150), async {
         common::drop_stale_schemas().await;
         let schema = common::fresh_schema();
         let mut c = common::config(&schema);
         c.application_name = format!("psm-kill-{}", &schema[6..]);
+        // Only the server's signals may end the calls below.
+        c.statement_timeout = None;
+        c.query_timeout = Some(Duration::from_secs(130));
         let app = c.application_name.clone();
         let storage = PostgresStorage::connect(c).await.unwrap();
         let raw = common::raw_client().await;
@@ -267,8 +277,8 @@ async fn a_session_ended_or_cancelled_by_the_server_maps_to_connection_or_timeou
             ("pg_cancel_backend", ErrorKind::OperationTimeout, "57014"),
         ] {
             let db = storage.database();
-            let call = tokio::spawn(async move { db.fetch("SELECT pg_sleep(20)", &[]).await });
-            let pid = backend_running(&raw, &app).await;
+            let mut call = tokio::spawn(async move { db.fetch("SELECT pg_sleep(120)", &[]).await });
+            let pid = backend_running(&raw, &app, &mut call).await;
             let signalled: bool = raw
                 .query_one(&format!("SELECT {signal}($1)"), &[&pid])
                 .await
