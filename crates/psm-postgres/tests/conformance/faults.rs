@@ -227,14 +227,15 @@ async fn backend_running<T: std::fmt::Debug>(
     raw: &tokio_postgres::Client,
     app: &str,
     call: &mut tokio::task::JoinHandle<T>,
+    signalled: &[i32],
 ) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let row = raw
             .query_opt(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' \
-                 AND query LIKE '%pg_sleep%' LIMIT 1",
-                &[&app],
+                 AND query LIKE '%pg_sleep%' AND pid <> ALL($2) LIMIT 1",
+                &[&app, &signalled],
             )
             .await
             .unwrap();
@@ -268,6 +269,7 @@ async fn a_session_ended_or_cancelled_by_the_server_maps_to_connection_or_timeou
         let app = c.application_name.clone();
         let storage = PostgresStorage::connect(c).await.unwrap();
         let raw = common::raw_client().await;
+        let mut done: Vec<i32> = Vec::new();
         for (signal, want, sqlstate) in [
             (
                 "pg_terminate_backend",
@@ -278,7 +280,9 @@ async fn a_session_ended_or_cancelled_by_the_server_maps_to_connection_or_timeou
         ] {
             let db = storage.database();
             let mut call = tokio::spawn(async move { db.fetch("SELECT pg_sleep(120)", &[]).await });
-            let pid = backend_running(&raw, &app, &mut call).await;
+            // A backend signalled before may still be listed while it exits.
+            let pid = backend_running(&raw, &app, &mut call, &done).await;
+            done.push(pid);
             let signalled: bool = raw
                 .query_one(&format!("SELECT {signal}($1)"), &[&pid])
                 .await
