@@ -15,14 +15,14 @@ use std::{
     fs,
     io::{Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use crate::{
     python,
-    util::{Error, Result, bail, cargo, free_port, run, wait_until, workspace_root},
+    util::{Error, Result, bail, cargo, free_port, run, target_dir, wait_until},
 };
 
 /// The client, pinned.
@@ -31,13 +31,6 @@ const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const SEED: &str = "20261207";
 /// Examples per operation and phase.
 const MAX_EXAMPLES: &str = "50";
-
-/// The target directory cargo builds into (CI points it outside the clone).
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
 
 /// A password for the throwaway administrator, from the OS CSPRNG.
 fn password() -> Result<String> {

@@ -8,6 +8,7 @@
 //! ones (see [`peers::servers`]); nothing is started here.
 
 mod criterion;
+mod http;
 mod machine;
 mod peers;
 mod report;
@@ -74,8 +75,19 @@ const PYTHON_REDIS_SCRIPT: &str = "xtask/bench/python_redis.py";
 const PYTHON_REDIS_CHECKS: u32 = 20_000;
 const PYTHON_REDIS_WORKERS: u32 = 64;
 
+/// wrk on the HTTP API: seconds per round and rounds (the quick run's second).
+const HTTP_SECS: (u32, u32) = (10, 3);
+const HTTP_ROUNDS: (u32, u32) = (3, 1);
+
 /// Entry point of `cargo xtask bench`.
 pub(crate) fn main(flags: BenchFlags) -> Result<()> {
+    if flags.http_only {
+        let servers = peers::servers()?;
+        let mut commands = Vec::new();
+        let http = http::run_all(&servers.redis, HTTP_SECS.0, HTTP_ROUNDS.0, &mut commands)?;
+        println!("{:#}", json!({"http": http, "commands": commands}));
+        return Ok(());
+    }
     let sessions = if flags.quick {
         QUICK_SESSIONS
     } else {
@@ -83,7 +95,7 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
     };
     let with_python = !flags.quick && !flags.no_python;
     let with_criterion = !flags.quick && !flags.no_criterion;
-    let total = 3 + usize::from(with_python) + usize::from(with_criterion);
+    let total = 4 + usize::from(with_python) + usize::from(with_criterion);
     let pick = |(full, quick): (u32, u32)| if flags.quick { quick } else { full };
     let peer_sizes = if flags.quick { PEERS.1 } else { PEERS.0 };
     // Servers and tools are found first, so a missing one fails before the long run.
@@ -157,6 +169,27 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
         "pgbench": peers::pgbench(&tools, &servers.postgres, peer_sizes, &mut commands)?,
     });
 
+    step += 1;
+    header(
+        step,
+        total,
+        "HTTP: wrk on the check endpoint (memory and Redis stores) beside an empty axum handler",
+    );
+    let http = http::run_all(
+        &servers.redis,
+        if flags.quick {
+            HTTP_SECS.1
+        } else {
+            HTTP_SECS.0
+        },
+        if flags.quick {
+            HTTP_ROUNDS.1
+        } else {
+            HTTP_ROUNDS.0
+        },
+        &mut commands,
+    )?;
+
     let python = if with_python {
         step += 1;
         header(
@@ -226,6 +259,7 @@ pub(crate) fn main(flags: BenchFlags) -> Result<()> {
         "commands": commands,
         "psm_bench": psm,
         "peers": peers,
+        "http": http,
         "python": python,
         "python_redis": python_redis,
         "criterion": micro,

@@ -9,7 +9,7 @@ pub(crate) enum Task {
     Ci { skip: Vec<String> },
     /// `cargo xtask services up|down|env`
     Services(ServicesAction),
-    /// `cargo xtask bench [--quick] [--no-python] [--no-criterion]`
+    /// `cargo xtask bench [--quick] [--no-python] [--no-criterion] [--http-only]`
     Bench(BenchFlags),
     /// `cargo xtask help`, `-h`, `--help` or no argument at all.
     Help,
@@ -30,6 +30,8 @@ pub(crate) struct BenchFlags {
     pub(crate) quick: bool,
     pub(crate) no_python: bool,
     pub(crate) no_criterion: bool,
+    /// Only the HTTP part (wrk), printed as JSON; no report is written.
+    pub(crate) http_only: bool,
 }
 
 pub(crate) const HELP: &str = "\
@@ -41,9 +43,10 @@ Commands:
   services up|down|env    find or start Redis, PostgreSQL and a private three-master Redis
                           Cluster; `env` prints export lines, `down` stops only what this
                           xtask started
-  bench [--quick] [--no-python] [--no-criterion]
-                          run the load driver, the baselines and criterion, write docs/benchmarks.md
-                          (--quick: 10,000 sessions, no Python, no criterion, output under target/xtask/)
+  bench [--quick] [--no-python] [--no-criterion] [--http-only]
+                          run the load driver, the baselines, wrk on the HTTP API and criterion,
+                          write docs/benchmarks.md (--quick: 10,000 sessions, no Python, no
+                          criterion, output under target/xtask/; --http-only: wrk alone, JSON out)
   help                    this text
 
 Environment:
@@ -93,6 +96,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
                     "--quick" => flags.quick = true,
                     "--no-python" => flags.no_python = true,
                     "--no-criterion" => flags.no_criterion = true,
+                    "--http-only" => flags.http_only = true,
                     other => bail!("unknown argument to bench: {other}"),
                 }
             }

@@ -117,6 +117,13 @@ fn relative(path: &str) -> String {
     }
 }
 
+/// The target directory cargo builds into (CI points it outside the clone).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Runs a command with inherited output and fails if it does not exit successfully.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {}", display(cmd));

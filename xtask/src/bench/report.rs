@@ -2,6 +2,7 @@
 
 mod auth;
 mod file;
+mod http;
 mod postgres;
 mod redis;
 
@@ -203,6 +204,7 @@ pub(crate) fn render(raw: &Value, note: Option<&str>, json_name: &str) -> String
     file::sections(w, raw);
     redis::sections(w, raw);
     postgres::sections(w, raw);
+    http::sections(w, raw);
     line(w, "## Targets");
     line(w, "");
     line(w, "| target | measured | result |");
@@ -276,6 +278,7 @@ fn targets(raw: &Value) -> Vec<(String, String, &'static str)> {
     rows.extend(redis::targets(raw));
     rows.extend(postgres::targets(raw));
     rows.extend(auth::targets(raw));
+    rows.extend(http::targets(raw));
     rows
 }
 
@@ -476,7 +479,7 @@ mod tests {
         assert_eq!(verdicts[..5], ["met", "not met", "met", "met", "met"]);
         // No file, Redis, PostgreSQL or criterion figures: those providers' and the token/login
         // targets are listed, unmeasured.
-        assert_eq!(verdicts.len(), 26);
+        assert_eq!(verdicts.len(), 27);
         assert!(verdicts[5..].iter().all(|&v| v == "not measured"));
         let quick = json!({ "psm_bench": raw["psm_bench"].clone(), "python": null });
         assert_eq!(targets(&quick)[2].2, "not measured");
