@@ -235,6 +235,12 @@ where
 pub trait RequiredPermission: Send + Sync + 'static {
     /// The permission or pattern.
     const REQUIREMENT: &'static str;
+
+    /// The parsed requirement, when the implementation keeps one (the [`permission!`](crate::permission)
+    /// macro parses once per type); otherwise it is parsed on each request.
+    fn parsed() -> Option<&'static Requirement> {
+        None
+    }
 }
 
 /// Declares a [`RequiredPermission`] type for [`RequirePermission`].
@@ -253,6 +259,14 @@ macro_rules! permission {
         $vis struct $name;
         impl $crate::RequiredPermission for $name {
             const REQUIREMENT: &'static str = $requirement;
+
+            fn parsed() -> ::std::option::Option<&'static $crate::Requirement> {
+                static PARSED: ::std::sync::OnceLock<::std::option::Option<$crate::Requirement>> =
+                    ::std::sync::OnceLock::new();
+                PARSED
+                    .get_or_init(|| $crate::Requirement::parse($requirement).ok())
+                    .as_ref()
+            }
         }
     };
 }
@@ -290,12 +304,19 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let requirement = Requirement::parse(P::REQUIREMENT).map_err(|e| {
-            tracing::error!(requirement = P::REQUIREMENT, error = %e, "invalid route requirement");
-            Problem::internal()
-        })?;
+        let parsed;
+        let requirement = match P::parsed() {
+            Some(r) => r,
+            None => {
+                parsed = Requirement::parse(P::REQUIREMENT).map_err(|e| {
+                    tracing::error!(requirement = P::REQUIREMENT, error = %e, "invalid route requirement");
+                    Problem::internal()
+                })?;
+                &parsed
+            }
+        };
         let principal = PermissionGuard::from_ref(state)
-            .authorize(parts, &requirement)
+            .authorize(parts, requirement)
             .await?;
         Ok(Self(principal, PhantomData))
     }

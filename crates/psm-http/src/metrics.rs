@@ -12,13 +12,16 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::Method,
     middleware::Next,
     response::Response,
 };
-use metrics::{Key, Label, Metadata, Recorder, Unit};
+use hashbrown::{Equivalent, HashMap};
+use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
+use parking_lot::RwLock;
 
 use crate::Api;
 
@@ -52,12 +55,68 @@ pub struct PoolGauge {
 /// Reads a pool's state at scrape time.
 pub type PoolSource = Arc<dyn Fn() -> PoolGauge + Send + Sync>;
 
+/// A counter and a histogram of one label set.
+#[derive(Clone)]
+struct Handles {
+    count: Counter,
+    seconds: Histogram,
+}
+
+/// The label set of a request, owned (the cache's key).
+#[derive(PartialEq, Eq, Hash)]
+struct RequestKey {
+    method: Method,
+    route: Box<str>,
+    status: u16,
+}
+
+/// The same label set, borrowed: looking a request up allocates nothing.
+#[derive(Hash)]
+struct RequestRef<'a> {
+    method: &'a Method,
+    route: &'a str,
+    status: u16,
+}
+
+impl Equivalent<RequestKey> for RequestRef<'_> {
+    fn equivalent(&self, key: &RequestKey) -> bool {
+        *self.method == key.method && self.route == &*key.route && self.status == key.status
+    }
+}
+
+/// The label set of a store operation.
+#[derive(PartialEq, Eq, Hash)]
+struct OpKey {
+    provider: Box<str>,
+    operation: &'static str,
+    result: &'static str,
+}
+
+#[derive(Hash)]
+struct OpRef<'a> {
+    provider: &'a str,
+    operation: &'static str,
+    result: &'static str,
+}
+
+impl Equivalent<OpKey> for OpRef<'_> {
+    fn equivalent(&self, key: &OpKey) -> bool {
+        self.provider == &*key.provider
+            && self.operation == key.operation
+            && self.result == key.result
+    }
+}
+
 /// The metrics of one API.
 #[derive(Clone)]
 pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
     pools: Vec<(String, PoolSource)>,
+    // Registered handles by label set: the recorder's own registry hashes a freshly built key on
+    // every call; this cache is looked up with borrowed labels.
+    requests: Arc<RwLock<HashMap<RequestKey, Handles>>>,
+    ops: Arc<RwLock<HashMap<OpKey, Handles>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -117,22 +176,48 @@ impl Metrics {
             recorder: Arc::new(recorder),
             handle,
             pools,
+            requests: Arc::default(),
+            ops: Arc::default(),
         }
     }
 
     /// Counts one request.
-    fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let labels = vec![
-            Label::new("method", method.to_owned()),
-            Label::new("route", route.to_owned()),
-            Label::new("status", status.to_string()),
-        ];
-        self.recorder
-            .register_counter(&Key::from_parts(REQUESTS, labels.clone()), &METADATA)
-            .increment(1);
-        self.recorder
-            .register_histogram(&Key::from_parts(REQUEST_SECONDS, labels), &METADATA)
-            .record(elapsed.as_secs_f64());
+    fn request(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+        let borrowed = RequestRef {
+            method,
+            route,
+            status,
+        };
+        let found = self.requests.read().get(&borrowed).cloned();
+        let handles = match found {
+            Some(h) => h,
+            None => {
+                let labels = vec![
+                    Label::new("method", method.as_str().to_owned()),
+                    Label::new("route", route.to_owned()),
+                    Label::new("status", status.to_string()),
+                ];
+                let h = Handles {
+                    count: self
+                        .recorder
+                        .register_counter(&Key::from_parts(REQUESTS, labels.clone()), &METADATA),
+                    seconds: self
+                        .recorder
+                        .register_histogram(&Key::from_parts(REQUEST_SECONDS, labels), &METADATA),
+                };
+                self.requests.write().insert(
+                    RequestKey {
+                        method: method.clone(),
+                        route: route.into(),
+                        status,
+                    },
+                    h.clone(),
+                );
+                h
+            }
+        };
+        handles.count.increment(1);
+        handles.seconds.record(elapsed.as_secs_f64());
     }
 
     /// Counts one store operation of `provider`.
@@ -143,27 +228,42 @@ impl Metrics {
         result: &'static str,
         elapsed: Duration,
     ) {
-        let provider = Label::new("provider", provider.to_owned());
-        let operation = Label::new("operation", operation);
-        self.recorder
-            .register_counter(
-                &Key::from_parts(
-                    STORE_OPS,
-                    vec![
-                        provider.clone(),
-                        operation.clone(),
-                        Label::new("result", result),
-                    ],
-                ),
-                &METADATA,
-            )
-            .increment(1);
-        self.recorder
-            .register_histogram(
-                &Key::from_parts(STORE_SECONDS, vec![provider, operation]),
-                &METADATA,
-            )
-            .record(elapsed.as_secs_f64());
+        let borrowed = OpRef {
+            provider,
+            operation,
+            result,
+        };
+        let found = self.ops.read().get(&borrowed).cloned();
+        let handles = match found {
+            Some(h) => h,
+            None => {
+                let p = Label::new("provider", provider.to_owned());
+                let o = Label::new("operation", operation);
+                let h = Handles {
+                    count: self.recorder.register_counter(
+                        &Key::from_parts(
+                            STORE_OPS,
+                            vec![p.clone(), o.clone(), Label::new("result", result)],
+                        ),
+                        &METADATA,
+                    ),
+                    seconds: self
+                        .recorder
+                        .register_histogram(&Key::from_parts(STORE_SECONDS, vec![p, o]), &METADATA),
+                };
+                self.ops.write().insert(
+                    OpKey {
+                        provider: provider.into(),
+                        operation,
+                        result,
+                    },
+                    h.clone(),
+                );
+                h
+            }
+        };
+        handles.count.increment(1);
+        handles.seconds.record(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition, with the pool gauges read now.
@@ -194,13 +294,12 @@ impl Metrics {
 /// so ids do not become label values).
 pub(crate) async fn track(State(api): State<Api>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    // An `Arc<str>` inside: cloning it allocates nothing.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     api.metrics()
-        .request(&method, &route, response.status().as_u16(), start.elapsed());
+        .request(&method, route, response.status().as_u16(), start.elapsed());
     response
 }

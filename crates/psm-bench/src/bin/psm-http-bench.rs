@@ -8,8 +8,8 @@
 //! `empty` serves an empty axum handler at `GET /empty`: the ceiling of the HTTP stack on this
 //! machine. `psm` serves the psm API exactly as `psm serve` builds it (`psm_cli::serve::start_on`),
 //! over the store `URL` (accounts in memory when the store keeps none), with an administrator and
-//! `N` sessions stored first. Both run on the same Tokio runtime (one worker per core) with no log
-//! subscriber (as `--log-level warn` would be under load). Each prints one JSON line once it
+//! `N` sessions stored first. Both run on the same Tokio runtime (one worker per core) with the
+//! logging `psm serve` starts by default (`info`, text, standard error). Each prints one JSON line once it
 //! listens (`addr`, and for `psm` the admin `token` and the `session` to check) and serves until
 //! its standard input closes; a Redis store's keys are removed at the end.
 
@@ -150,6 +150,8 @@ async fn psm(args: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = parse()?;
+    // The logging `psm serve` starts with by default; request lines are at debug, so none is written.
+    psm_cli::init_logging("info", psm_cli::settings::LogFormat::Text)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -67,11 +67,13 @@ pub fn router(api: Api) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi_json))
-        // Counted and traced under the route template; these run only for matched routes.
+        // Counted and traced under the route template; these run only for matched routes. One log
+        // line per request is at debug (failures are logged at error by the layer, store errors
+        // where they become problems), so a busy server at the default `info` writes no lines.
         .route_layer(middleware::from_fn_with_state(api.clone(), track))
         .route_layer(
             TraceLayer::new_for_http()
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                 // Paths carry session ids: spans name the method and the route template only.
                 .make_span_with(|request: &Request| {
                     let route = request

@@ -28,7 +28,7 @@ pub(super) fn sections(w: &mut String, raw: &Value) {
     line(
         w,
         &format!(
-            "wrk {} threads, {} connections, {} s a round, best of {} rounds, on loopback, the rounds of each server interleaved with the empty handler's. The psm server is built as `psm serve` builds it (`psm_cli::serve::start_on`), with no log subscriber; every request carries an admin access token, so each check verifies the token strictly (signature, claims, the user's token epoch), reads the admin's session, and then answers the check. The empty handler is `axum::Router::new().route(\"/empty\", get(|| async {{}}))` on the same Tokio runtime (one worker per core). Both servers are `psm-http-bench` (crates/psm-bench/src/bin).",
+            "wrk {} threads, {} connections, {} s a round, best of {} rounds, on loopback, the rounds of each server interleaved with the empty handler's. The psm server is built as `psm serve` builds it (`psm_cli::serve::start_on`) and logs as `psm serve` does by default (`info`; request lines are at debug, so none is written); every request carries an admin access token, so each check verifies the token strictly (signature, claims, the user's token epoch), reads the admin's session, and then answers the check. The empty handler is `axum::Router::new().route(\"/empty\", get(|| async {{}}))` on the same Tokio runtime (one worker per core). Both servers are `psm-http-bench` (crates/psm-bench/src/bin).",
             wrk["threads"], wrk["connections"], wrk["seconds"], wrk["rounds"]
         ),
     );
