@@ -35,6 +35,7 @@ use fred::{
     error::{Error as FredError, ErrorKind as FredKind},
     interfaces::{ClientLike, EventInterface, KeysInterface, LuaInterface},
     socket2::TcpKeepalive,
+    types::{ClusterHash, CustomCommand},
     types::{
         Key, Value,
         config::{
@@ -442,25 +443,58 @@ impl Conn {
             .map_err(|e| self.err(&e, op))
     }
 
-    async fn run_on(
+    /// EVALSHA (EVAL on NOSCRIPT) as custom commands, so fred's per-command options (fail fast)
+    /// apply; in cluster mode the first key picks the node.
+    async fn run_on<C: ClientLike>(
         &self,
-        client: &WithOptions<Client>,
+        client: &C,
         s: &Loaded,
         args: &impl Fn() -> (Vec<Key>, Vec<Value>),
     ) -> std::result::Result<Value, FredError> {
-        let (keys, argv) = args();
-        match client
-            .evalsha::<Value, _, _, _>(s.sha.clone(), keys, argv)
-            .await
-        {
+        /// The command routed by the slot of its first key (fred hashes custom commands by
+        /// their first string argument, which would be the sha).
+        fn command(
+            name: &'static str,
+            head: &fred::bytes_utils::Str,
+            (keys, args): (Vec<Key>, Vec<Value>),
+        ) -> (CustomCommand, Vec<Value>) {
+            let slot = keys
+                .first()
+                .map(|k| fred::util::redis_keyslot(k.as_bytes()))
+                .unwrap_or(0);
+            let mut v = Vec::with_capacity(2 + keys.len() + args.len());
+            v.push(Value::String(head.clone()));
+            v.push(Value::Integer(keys.len() as i64));
+            v.extend(keys.into_iter().map(|k| Value::Bytes(k.into_bytes())));
+            v.extend(args);
+            (
+                CustomCommand::new_static(name, ClusterHash::Custom(slot), false),
+                v,
+            )
+        }
+        let (cmd, argv) = command("EVALSHA", &s.sha, args());
+        match client.custom::<Value, Value>(cmd, argv).await {
             Err(e) if e.details().starts_with("NOSCRIPT") => {
-                let (keys, argv) = args();
-                client
-                    .eval::<Value, _, _, _>(s.text.clone(), keys, argv)
-                    .await
+                let (cmd, argv) = command("EVAL", &s.text, args());
+                client.custom::<Value, Value>(cmd, argv).await
             }
             r => r,
         }
+    }
+
+    /// A fail-fast client whose commands go to `server` (one layer of options: nested
+    /// `WithOptions` would let the inner layer drop the node).
+    pub(crate) fn on_node(
+        &self,
+        op: &'static str,
+        server: &fred::types::config::Server,
+    ) -> Result<WithOptions<Client>> {
+        let client: &Client = self.client(op)?;
+        Ok(client.with_options(&Options {
+            cluster_node: Some(server.clone()),
+            fail_fast: true,
+            ..Options::default()
+        }))
     }
 
     /// Every key matching `pattern` (SCAN pages of 1,000 on the server, or on every master in
@@ -485,7 +519,7 @@ impl Conn {
                 let client = self.client(op)?;
                 let page = match &node {
                     Some(server) => {
-                        let c = client.with_cluster_node(server.clone());
+                        let c = self.on_node(op, server)?;
                         self.bounded(
                             op,
                             c.scan_page::<(String, Vec<Value>), _, _>(

@@ -105,9 +105,11 @@ impl RedisStore {
                 .map(|s| s.unique_primary_nodes())
                 .unwrap_or_default();
             let infos = join_all(servers.iter().map(|s| {
-                let c = client.with_cluster_node(s.clone());
                 let conn = &conn;
-                async move { conn.bounded(OP, c.info::<String>(None)).await }
+                async move {
+                    let c = conn.on_node(OP, s)?;
+                    conn.bounded(OP, c.info::<String>(None)).await
+                }
             }))
             .await;
             let mut nodes = Vec::new();

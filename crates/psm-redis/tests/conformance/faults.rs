@@ -121,7 +121,7 @@ async fn outage_fails_fast_and_recovers() {
                     Err(e) => {
                         assert!(e.is_retryable(), "{e}");
                         assert!(
-                            started.elapsed() <= timeout * 2 + MARGIN,
+                            started.elapsed() <= timeout + MARGIN,
                             "a check under load took {:?} to fail",
                             started.elapsed()
                         );
