@@ -1,11 +1,15 @@
 //! [`FileUserStore`]: the durable `UserStore`.
 
-use psm_core::{Email, NewUser, Result, User, UserId, UserStore, UserUpdate, async_trait};
+use psm_core::{
+    Email, NewUser, Page, PermissionRef, Result, User, UserId, UserStore, UserUpdate, async_trait,
+};
 
 use crate::{FileStorage, records::Entry, storage::PROVIDER};
 
 /// The durable user store of one storage directory: unique, case-insensitive email and username;
-/// reads from memory, writes acknowledged after fsync (see [`FileStorage`]).
+/// reads from memory, writes acknowledged after fsync (see [`FileStorage`]). Listing walks the
+/// in-memory `(created_at, id)` index, rebuilt on open (see [`psm_tables::UserTable::list_users`]
+/// for its cost); it reads no file.
 ///
 /// # Clone
 /// Cloning is cheap and shares the open directory.
@@ -82,5 +86,15 @@ impl UserStore for FileUserStore {
                 Ok(deleted)
             })
             .await
+    }
+
+    async fn list_users(
+        &self,
+        permission: Option<&PermissionRef>,
+        page: Page,
+    ) -> Result<Vec<User>> {
+        let inner = self.storage.inner();
+        inner.ensure_open()?;
+        Ok(inner.tables.users.list_users(permission, page))
     }
 }

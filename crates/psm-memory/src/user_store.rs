@@ -3,7 +3,8 @@
 use std::{fmt, sync::Arc};
 
 use psm_core::{
-    DynClock, Email, NewUser, Result, SystemClock, User, UserId, UserStore, UserUpdate, async_trait,
+    DynClock, Email, NewUser, Page, PermissionRef, Result, SystemClock, User, UserId, UserStore,
+    UserUpdate, async_trait,
 };
 use psm_tables::UserTable;
 
@@ -12,7 +13,8 @@ use crate::PROVIDER;
 /// In-process user accounts with unique, case-insensitive emails and usernames.
 ///
 /// Uniqueness is checked and the user stored under one write lock, so concurrent creations with
-/// one email (or username) leave exactly one user. Returned users are copies.
+/// one email (or username) leave exactly one user. Returned users are copies. Listing walks a
+/// sorted `(created_at, id)` index (see [`UserTable::list_users`] for its cost).
 ///
 /// # Clone
 /// Cloning is cheap and **shares state**: every clone sees the same users.
@@ -85,5 +87,13 @@ impl UserStore for MemoryUserStore {
 
     async fn delete_user(&self, id: &UserId) -> Result<bool> {
         Ok(self.table.delete_user(id))
+    }
+
+    async fn list_users(
+        &self,
+        permission: Option<&PermissionRef>,
+        page: Page,
+    ) -> Result<Vec<User>> {
+        Ok(self.table.list_users(permission, page))
     }
 }

@@ -1,16 +1,17 @@
-//! The psm-core conformance suite against every memory adapter, plus the permission store through
-//! `Box<dyn PermissionStore>` and `Arc<dyn PermissionStore>` (STYLE rule 18).
+//! The psm-core conformance suite against every memory adapter, plus the permission and user stores
+//! through `Box<dyn …>` and `Arc<dyn …>` (STYLE rule 18), so the forwarding impls are run too.
 
 use std::sync::Arc;
 
 use psm_core::{
     DynCache, DynPermissionStore, DynTokenStateStore, DynUserStore, ManualClock, PermissionStore,
-    async_trait,
+    UserStore, async_trait,
     testkit::{CacheFixture, PermissionStoreFixture, TokenStateFixture, UserStoreFixture},
 };
 use psm_memory::{MemoryCache, MemoryConfig, MemoryStore, MemoryTokenStateStore, MemoryUserStore};
 
-/// How the fixture hands the store to the suite.
+/// How the fixture hands the store to the suite (shown for the permission store; the user store
+/// is wrapped alike).
 #[derive(Clone, Copy)]
 enum Wrapping {
     /// `Arc<MemoryStore>` as `Arc<dyn PermissionStore>`.
@@ -38,12 +39,17 @@ impl PermissionStoreFixture for Sessions {
     }
 }
 
-struct Users;
+struct Users(Wrapping);
 
 #[async_trait]
 impl UserStoreFixture for Users {
     async fn create(&self, clock: ManualClock) -> DynUserStore {
-        Arc::new(MemoryUserStore::with_clock(Arc::new(clock)))
+        let store = MemoryUserStore::with_clock(Arc::new(clock));
+        match self.0 {
+            Wrapping::Plain => Arc::new(store),
+            Wrapping::Boxed => Arc::new(Box::new(store) as Box<dyn UserStore>),
+            Wrapping::Arced => Arc::new(Arc::new(store) as Arc<dyn UserStore>),
+        }
     }
     fn honours_clock(&self) -> bool {
         true
@@ -76,11 +82,20 @@ impl CacheFixture for Caches {
     }
 }
 
-psm_core::conformance_tests!(Sessions(Wrapping::Plain), Users, Tokens, Caches);
+psm_core::conformance_tests!(
+    Sessions(Wrapping::Plain),
+    Users(Wrapping::Plain),
+    Tokens,
+    Caches
+);
 
 psm_core::permission_store_tests!(mod boxed_dyn_permission_store, Sessions(Wrapping::Boxed));
 
 psm_core::permission_store_tests!(mod arc_dyn_permission_store, Sessions(Wrapping::Arced));
+
+psm_core::user_store_tests!(mod boxed_dyn_user_store, Users(Wrapping::Boxed));
+
+psm_core::user_store_tests!(mod arc_dyn_user_store, Users(Wrapping::Arced));
 
 /// A sweeper-free configuration behaves identically: expiry never depends on the sweeper.
 mod without_sweeper {

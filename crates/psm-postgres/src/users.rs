@@ -1,11 +1,12 @@
 //! [`PostgresUserStore`]: the `UserStore` port on the `users` table, with an optional cache of
 //! lookups by email.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use psm_core::{
-    CacheKey, CacheTag, DynCache, Email, Error, ErrorKind, NewUser, PasswordHash, Permission,
-    Result, Ttl, User, UserId, UserStore, UserUpdate, Username, async_trait, dedup_permissions,
+    CacheKey, CacheTag, DynCache, Email, Error, ErrorKind, NewUser, Page, PasswordHash, Permission,
+    PermissionRef, Result, Ttl, User, UserId, UserStore, UserUpdate, Username, async_trait,
+    dedup_permissions,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -14,6 +15,7 @@ use tokio_postgres::{Row, types::ToSql};
 use crate::{
     PROVIDER, PostgresStorage,
     error::{corrupt, pg_error, unique_violation},
+    sql::quote_ident,
     storage::{from_pg, to_pg},
 };
 
@@ -28,12 +30,44 @@ use crate::{
 /// no later lookup accepts it. A failing invalidation makes `update_user` or
 /// `delete_user` return the cache's error (the database write happened).
 ///
+/// `list_users` is one query walking the `(created_at, id)` index (`users_created_idx`, schema
+/// version 2) with `LIMIT`/`OFFSET`; a permission filter is `$1 = ANY(permissions)` on the rows
+/// the walk meets, so a filter few users match reads more of the index. It is never cached.
+///
 /// # Clone
 /// Cloning is cheap and shares the pool and the cache.
 #[derive(Clone)]
 pub struct PostgresUserStore {
     storage: PostgresStorage,
     cache: Option<UserCache>,
+    list: Arc<ListSql>,
+}
+
+/// The listing statements of the storage's schema, quoted in once at construction.
+#[derive(Debug)]
+struct ListSql {
+    /// Every user: `$1` limit, `$2` offset.
+    all: String,
+    /// The users holding permission `$1` exactly: `$2` limit, `$3` offset.
+    with_permission: String,
+}
+
+/// The columns [`user_from_row`] reads, in its order.
+const USER_COLS: &str = "id, username, email, password_hash, permissions, created_at, updated_at";
+
+impl ListSql {
+    fn new(schema: &str) -> Self {
+        let u = format!("{}.users", quote_ident(schema));
+        // `id` is COLLATE "C": ties on created_at are ordered bytewise, as in every provider, and
+        // the order is the index's, so `LIMIT` stops the walk.
+        Self {
+            all: format!("SELECT {USER_COLS} FROM {u} ORDER BY created_at, id LIMIT $1 OFFSET $2"),
+            with_permission: format!(
+                "SELECT {USER_COLS} FROM {u} WHERE $1 = ANY(permissions) \
+                 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+            ),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -45,9 +79,11 @@ struct UserCache {
 
 impl PostgresUserStore {
     pub(crate) fn from_storage(storage: PostgresStorage) -> Self {
+        let list = Arc::new(ListSql::new(storage.schema()));
         Self {
             storage,
             cache: None,
+            list,
         }
     }
 
@@ -373,6 +409,33 @@ impl UserStore for PostgresUserStore {
             .await?;
         self.invalidate(id).await?;
         Ok(n > 0)
+    }
+
+    async fn list_users(
+        &self,
+        permission: Option<&PermissionRef>,
+        page: Page,
+    ) -> Result<Vec<User>> {
+        // An offset past i64::MAX is past every table: the largest offset lists nothing too.
+        let limit = i64::try_from(page.limit()).unwrap_or(i64::MAX);
+        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+        let rows = match permission {
+            None => {
+                self.storage
+                    .rows("list users", &self.list.all, &[&limit, &offset])
+                    .await?
+            }
+            Some(p) => {
+                self.storage
+                    .rows(
+                        "list users",
+                        &self.list.with_permission,
+                        &[&p.as_str(), &limit, &offset],
+                    )
+                    .await?
+            }
+        };
+        rows.iter().map(user_from_row).collect()
     }
 }
 

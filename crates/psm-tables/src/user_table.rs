@@ -1,12 +1,12 @@
 //! [`UserTable`]: user accounts with unique, case-insensitive emails and usernames.
 
-use std::{fmt, sync::Arc};
+use std::{collections::BTreeSet, fmt, sync::Arc};
 
 use hashbrown::HashMap;
 use parking_lot::RwLock;
 use psm_core::{
-    Email, Error, ErrorKind, NewUser, Result, Timestamp, User, UserId, UserUpdate, Username,
-    check_user_permissions, dedup_permissions,
+    Email, Error, ErrorKind, NewUser, Page, PermissionRef, Result, Timestamp, User, UserId,
+    UserUpdate, Username, check_user_permissions, dedup_permissions,
 };
 
 /// User accounts with unique, case-insensitive emails and usernames (the logic of the `UserStore`
@@ -14,6 +14,9 @@ use psm_core::{
 ///
 /// Uniqueness is checked and the user stored under one write lock, so concurrent creations with
 /// one email (or username) leave exactly one user. Returned users are copies.
+///
+/// A sorted index of `(created_at, id)` serves [`list_users`](Self::list_users) in listing order
+/// without copying or sorting the table.
 ///
 /// # Clone
 /// Cloning is cheap and **shares state**: every clone sees the same users.
@@ -29,6 +32,8 @@ struct Users {
     by_email: HashMap<String, UserId>,
     /// `Username::normalized` → id.
     by_username: HashMap<String, UserId>,
+    /// `(created_at, id)` of every user in `by_id`: the listing order.
+    by_created: BTreeSet<(Timestamp, UserId)>,
 }
 
 impl Users {
@@ -52,6 +57,7 @@ impl Users {
     /// Removes user `id` and those of its unique keys that still point at it.
     fn remove(&mut self, id: &UserId) -> Option<User> {
         let user = self.by_id.remove(id)?;
+        self.by_created.remove(&(user.created_at, user.id.clone()));
         release(&mut self.by_email, &user.email.normalized(), id);
         release(&mut self.by_username, &user.username.normalized(), id);
         Some(user)
@@ -63,6 +69,7 @@ impl Users {
             .insert(user.email.normalized(), user.id.clone());
         self.by_username
             .insert(user.username.normalized(), user.id.clone());
+        self.by_created.insert((user.created_at, user.id.clone()));
         self.by_id.insert(user.id.clone(), user);
     }
 }
@@ -205,13 +212,44 @@ impl UserTable {
         let id = user.id.clone();
         let email = user.email.normalized();
         let username = user.username.normalized();
+        let created = (user.created_at, id.clone());
         if let Some(old) = state.by_id.insert(id.clone(), user) {
+            state.by_created.remove(&(old.created_at, id.clone()));
             release(&mut state.by_email, &old.email.normalized(), &id);
             release(&mut state.by_username, &old.username.normalized(), &id);
         }
+        state.by_created.insert(created);
         state.by_email.insert(email, id.clone());
         state.by_username.insert(username, id);
         Ok(())
+    }
+
+    /// One page of users ordered by `created_at`, then id (`UserStore::list_users`); with
+    /// `permission`, only the users holding exactly that permission (case-sensitive, literal).
+    ///
+    /// Walks the `(created_at, id)` index under the read lock and copies only the page. Without a
+    /// filter that is `O(log n + offset + limit)`; with one it is a scan of the index in order up
+    /// to the `offset + limit`-th match (every user when fewer match), checking each user's
+    /// permission list.
+    pub fn list_users(&self, permission: Option<&PermissionRef>, page: Page) -> Vec<User> {
+        let state = self.state.read();
+        let ordered = state.by_created.iter().map(|(_, id)| id);
+        let (offset, limit) = (page.offset_usize(), page.limit());
+        match permission {
+            None => ordered
+                .skip(offset)
+                .take(limit)
+                .filter_map(|id| state.by_id.get(id))
+                .cloned()
+                .collect(),
+            Some(wanted) => ordered
+                .filter_map(|id| state.by_id.get(id))
+                .filter(|u| u.permissions.iter().any(|p| p.as_str() == wanted.as_str()))
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Calls `f` with a copy of every user. The users are copied under the table's read lock and
@@ -254,7 +292,7 @@ impl UserTable {
 mod tests {
     use std::{thread, time::Duration};
 
-    use psm_core::{Clock, ManualClock, PasswordHash, Permission};
+    use psm_core::{Clock, ManualClock, PasswordHash, Permission, PermissionRef};
 
     use super::*;
 
@@ -431,12 +469,66 @@ mod tests {
             .map(|id| id.as_str().to_owned())
     }
 
-    /// Every index entry points at a stored user.
+    /// Every index entry points at a stored user, and the listing index holds each user once,
+    /// under its own `created_at`.
     fn assert_indexes_point_at_users(s: &UserTable) {
         let state = s.state.read();
         for id in state.by_email.values().chain(state.by_username.values()) {
             assert!(state.by_id.contains_key(id), "{id}");
         }
+        assert_eq!(state.by_created.len(), state.by_id.len());
+        for (created, id) in &state.by_created {
+            assert_eq!(state.by_id.get(id).map(|u| u.created_at), Some(*created));
+        }
+    }
+
+    fn listed(s: &UserTable, permission: Option<&str>, limit: u64, offset: u64) -> Vec<String> {
+        let permission = permission.map(|p| PermissionRef::parse(p).unwrap());
+        s.list_users(permission, Page::new(limit, offset).unwrap())
+            .iter()
+            .map(|u| u.id.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn list_users_follows_the_created_index_through_updates_restores_and_deletes() {
+        let s = UserTable::new();
+        let t0 = now();
+        s.create_user(new_user("b", "b@x.io", "bobby"), t0).unwrap();
+        s.create_user(new_user("a", "a@x.io", "alice"), t0).unwrap();
+        s.create_user(new_user("c", "c@x.io", "carol"), t0.plus_secs(-1))
+            .unwrap();
+        assert_eq!(listed(&s, None, 10, 0), ["c", "a", "b"]);
+        assert_eq!(listed(&s, None, 1, 1), ["a"]);
+        assert_eq!(listed(&s, None, 10, 3), Vec::<String>::new());
+        assert_eq!(listed(&s, None, 10, u64::MAX), Vec::<String>::new());
+
+        // An update keeps the place; only exact permissions match.
+        let only_admin = UserUpdate {
+            permissions: Some(vec![Permission::parse("Admin").unwrap()]),
+            ..UserUpdate::default()
+        };
+        s.update_user(&UserId::parse("a").unwrap(), only_admin, t0.plus_secs(9))
+            .unwrap();
+        assert_eq!(listed(&s, None, 10, 0), ["c", "a", "b"]);
+        assert_eq!(listed(&s, Some("read"), 10, 0), ["c", "b"]);
+        assert_eq!(listed(&s, Some("read"), 1, 1), ["b"]);
+        assert_eq!(listed(&s, Some("Admin"), 10, 0), ["a"]);
+        assert_eq!(listed(&s, Some("admin"), 10, 0), Vec::<String>::new());
+
+        // A restore with another created_at moves the user and leaves no stale entry.
+        let mut moved = s.get_user(&UserId::parse("c").unwrap()).unwrap();
+        moved.created_at = t0.plus_secs(5);
+        s.restore(moved).unwrap();
+        assert_eq!(listed(&s, None, 10, 0), ["a", "b", "c"]);
+        assert_indexes_point_at_users(&s);
+
+        assert!(s.delete_user(&UserId::parse("a").unwrap()));
+        assert_eq!(listed(&s, None, 10, 0), ["b", "c"]);
+        assert_indexes_point_at_users(&s);
+        s.clear();
+        assert_eq!(listed(&s, None, 10, 0), Vec::<String>::new());
+        assert_indexes_point_at_users(&s);
     }
 
     /// A journal replayed over a fuzzy snapshot: B's older record (still holding X) comes after A

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
 
-use crate::{Email, NewUser, Result, User, UserId, UserUpdate};
+use crate::{Email, NewUser, Page, PermissionRef, Result, User, UserId, UserUpdate};
 
 /// User accounts.
 ///
@@ -43,6 +43,21 @@ pub trait UserStore: fmt::Debug + Send + Sync + 'static {
     /// # Behavior
     /// - Returns `true` if the user existed; its email and username become free again.
     async fn delete_user(&self, id: &UserId) -> Result<bool>;
+
+    /// Lists users, oldest first, one page at a time.
+    ///
+    /// # Behavior
+    /// - Users are ordered by `created_at`, then by id (bytewise); `update_user` never moves a user,
+    ///   a deleted user is no longer listed.
+    /// - With `permission`, only users whose permissions contain it exactly: case-sensitive, and a
+    ///   stored `*` or `?` is a literal character, as in `check_permission`. Without, every user.
+    /// - `page` skips `offset` listed users and returns at most `limit` (its bounds, 1 to 10,000, are
+    ///   [`Page`]'s); an offset past the end yields an empty list, never an error. An empty store
+    ///   lists nothing.
+    /// - Paging with no concurrent writes yields every listed user exactly once.
+    /// - Each listed user equals what [`get_user`](Self::get_user) returns for its id.
+    async fn list_users(&self, permission: Option<&PermissionRef>, page: Page)
+    -> Result<Vec<User>>;
 }
 
 /// A shared, type-erased user store.
@@ -69,6 +84,13 @@ macro_rules! forward_user_store {
             }
             async fn delete_user(&self, id: &UserId) -> Result<bool> {
                 (**self).delete_user(id).await
+            }
+            async fn list_users(
+                &self,
+                permission: Option<&PermissionRef>,
+                page: Page,
+            ) -> Result<Vec<User>> {
+                (**self).list_users(permission, page).await
             }
         }
     };

@@ -145,6 +145,11 @@ macro_rules! user_store_tests {
                 delete_user_frees_email_and_username,
                 concurrent_create_user_with_one_email_leaves_one,
                 concurrent_create_user_with_one_username_leaves_one,
+                users_are_listed_by_created_at_then_id,
+                paging_users_yields_everyone_exactly_once,
+                user_permission_filter_is_exact_and_case_sensitive,
+                empty_user_store_lists_nothing,
+                user_listing_respects_limit_and_offset,
             ]);
             $crate::__psm_cases!($fixture, isolation, [
                 user_stores_are_isolated,

@@ -373,3 +373,42 @@ async fn verify_full_accepts_the_right_ca_and_name_and_refuses_the_wrong_ones() 
         .unwrap();
     assert!(!ssl_in_use(&plain).await);
 }
+
+/// Version 2's `users_created_idx` serves `list_users`' order: with sorts and sequential scans
+/// priced out, the planner still plans both listing statements (as `PostgresUserStore` runs them,
+/// with and without the permission filter) as a walk of that index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_listing_walks_the_created_index() {
+    let storage = common::storage().await;
+    let schema: &str = &storage.schema;
+    let client = common::raw_client().await;
+    let def: String = client
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'users_created_idx'",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(def.ends_with("(created_at, id)"), "{def}");
+    client
+        .batch_execute("SET enable_sort = off; SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let cols = "id, username, email, password_hash, permissions, created_at, updated_at";
+    for filter in ["", "WHERE 'read' = ANY(permissions) "] {
+        let sql = format!(
+            "EXPLAIN SELECT {cols} FROM \"{schema}\".users {filter}ORDER BY created_at, id LIMIT 10 OFFSET 5"
+        );
+        let plan: Vec<String> = client
+            .query(sql.as_str(), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("users_created_idx"), "{filter:?}: {plan}");
+        assert!(!plan.contains("Sort"), "{filter:?}: {plan}");
+    }
+}

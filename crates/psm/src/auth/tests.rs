@@ -169,6 +169,13 @@ impl psm_core::UserStore for RacingLookups {
         self.fill_stale(stale).await;
         Ok(existed)
     }
+    async fn list_users(
+        &self,
+        permission: Option<&psm_core::PermissionRef>,
+        page: psm_core::Page,
+    ) -> Result<Vec<User>> {
+        self.inner.list_users(permission, page).await
+    }
 }
 
 /// Item 9: a lookup that read the store before an update or a deletion and filled the cache after
@@ -278,6 +285,13 @@ impl psm_core::UserStore for RacingUsers {
     }
     async fn delete_user(&self, id: &UserId) -> Result<bool> {
         self.inner.delete_user(id).await
+    }
+    async fn list_users(
+        &self,
+        permission: Option<&psm_core::PermissionRef>,
+        page: psm_core::Page,
+    ) -> Result<Vec<User>> {
+        self.inner.list_users(permission, page).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! Two stores from one fixture never see each other's data, for every port.
 
-use super::support::{Must, get, ids, list_all, list_user, put, session, sid, ttl, uid};
+use super::support::{Must, all, get, ids, list_all, list_user, put, session, sid, ttl, uid};
 use crate::{
     CacheKey, CacheTag, ConsumeOutcome, Email, FamilyId, NewTokenFamily, NewUser, PasswordHash,
     TokenId, Username,
@@ -104,6 +104,11 @@ pub async fn user_stores_are_isolated<F: UserStoreFixture + ?Sized>(f: &F) {
         None,
         "b must not see a's email"
     );
+    assert_eq!(
+        b.list_users(None, all()).await.must("list_users in b"),
+        Vec::new(),
+        "b must not list a's user"
+    );
     b.create_user(new_user("u1", "alice", "alice@example.com"))
         .await
         .must("the same user in b");
@@ -114,6 +119,12 @@ pub async fn user_stores_are_isolated<F: UserStoreFixture + ?Sized>(f: &F) {
     assert!(
         a.get_user(&uid("u1")).await.must("get_user in a").is_some(),
         "deleting in b must not touch a"
+    );
+    let listed = a.list_users(None, all()).await.must("list_users in a");
+    assert_eq!(
+        listed.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        vec![uid("u1")],
+        "a must list its own user only"
     );
 }
 

@@ -1,8 +1,14 @@
-//! The `UserStore` port: unique case-insensitive email and username, partial updates, deletion.
+//! The `UserStore` port: unique case-insensitive email and username, partial updates, deletion,
+//! and listing (order, paging, the exact permission filter).
 
-use super::support::{Must, NowWindow, STEP, SUB_SECOND, concurrently, must_fail, perm, uid};
+use std::collections::BTreeSet;
+
+use super::support::{
+    Must, NowWindow, STEP, SUB_SECOND, all, concurrently, must_fail, page, perm, uid,
+};
 use crate::{
-    DynUserStore, Email, ErrorKind, NewUser, PasswordHash, User, UserUpdate, Username,
+    DynUserStore, Email, ErrorKind, MAX_PAGE_LIMIT, NewUser, Page, PasswordHash, User, UserId,
+    UserUpdate, Username,
     testkit::{UserStoreFixture, user_store},
 };
 
@@ -56,6 +62,62 @@ async fn by_email(store: &DynUserStore, mail: &str) -> Option<User> {
         .get_user_by_email(&email(mail))
         .await
         .must(&format!("get_user_by_email({mail})"))
+}
+
+/// `list_users`, failing the case on error; `permission` is parsed as a permission.
+async fn list(store: &DynUserStore, permission: Option<&str>, p: Page) -> Vec<User> {
+    let permission = permission.map(perm);
+    let listed = store
+        .list_users(permission.as_deref(), p)
+        .await
+        .must(&format!("list_users({permission:?}, {p:?})"));
+    assert!(
+        listed.len() <= p.limit(),
+        "list_users must return at most `limit` users"
+    );
+    listed
+}
+
+/// The ids of `users`, in order.
+fn ids_of(users: &[User]) -> Vec<UserId> {
+    users.iter().map(|u| u.id.clone()).collect()
+}
+
+/// Several user ids.
+#[track_caller]
+fn uids(s: &[&str]) -> Vec<UserId> {
+    s.iter().map(|s| uid(s)).collect()
+}
+
+/// Asserts that `users` are ordered by `created_at`, then by id, strictly (no user twice).
+#[track_caller]
+fn assert_listing_order(users: &[User], what: &str) {
+    for pair in users.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(
+            (a.created_at, &a.id) < (b.created_at, &b.id),
+            "{what}: {} ({}) must come after {} ({}): order is created_at, then id, each user once",
+            b.id,
+            b.created_at,
+            a.id,
+            a.created_at
+        );
+    }
+}
+
+/// Every page of `limit` from the start until a short page, concatenated.
+async fn paged(store: &DynUserStore, permission: Option<&str>, limit: u64) -> Vec<User> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let p = list(store, permission, page(limit, offset)).await;
+        let full = p.len() as u64 == limit;
+        out.extend(p);
+        if !full {
+            return out;
+        }
+        offset += limit;
+    }
 }
 
 /// `create_user` returns the stored user (`created_at == updated_at`), and `get_user` and
@@ -491,6 +553,329 @@ pub async fn concurrent_create_user_with_one_username_leaves_one<F: UserStoreFix
             get(&store, &format!("u{i}")).await,
             None,
             "a losing create_user must store nothing"
+        );
+    }
+}
+
+/// `list_users` orders by `created_at`, then by id (bytewise); updates do not move a user, deleted
+/// users are not listed, and each listed user equals `get_user`'s.
+pub async fn users_are_listed_by_created_at_then_id<F: UserStoreFixture + ?Sized>(f: &F) {
+    let (store, tt) = user_store(f).await;
+    for (id, name) in [("c", "carol"), ("a", "alice"), ("b", "bobby")] {
+        let mail = format!("{name}@example.com");
+        create(&store, new_user(id, name, &mail, &["read"])).await;
+        tt.advance(STEP).await;
+    }
+    assert_eq!(
+        ids_of(&list(&store, None, all()).await),
+        uids(&["c", "a", "b"]),
+        "list_users must follow created_at"
+    );
+    let update = UserUpdate {
+        username: Some(username("carol2")),
+        permissions: Some(vec![perm("write")]),
+        ..UserUpdate::default()
+    };
+    store
+        .update_user(&uid("c"), update)
+        .await
+        .must("update_user(c)");
+    let listed = list(&store, None, all()).await;
+    assert_eq!(
+        ids_of(&listed),
+        uids(&["c", "a", "b"]),
+        "update_user must not move a user"
+    );
+    for u in &listed {
+        assert_eq!(
+            get(&store, u.id.as_str()).await.as_ref(),
+            Some(u),
+            "a listed user must equal get_user's"
+        );
+    }
+    assert_eq!(
+        listed[0].username,
+        username("carol2"),
+        "the listing must show the update"
+    );
+    assert!(
+        store.delete_user(&uid("a")).await.must("delete_user(a)"),
+        "deleting an existing user"
+    );
+    assert_eq!(
+        ids_of(&list(&store, None, all()).await),
+        uids(&["c", "b"]),
+        "a deleted user must not be listed"
+    );
+    if tt.is_exact() {
+        // One instant for all four: the id decides, bytewise ('X' < 'x', "x10" < "x9").
+        for (id, name) in [
+            ("y", "yvonne"),
+            ("x9", "xnine"),
+            ("X", "xavier"),
+            ("x10", "xten"),
+        ] {
+            let mail = format!("{name}@example.com");
+            create(&store, new_user(id, name, &mail, &[])).await;
+        }
+        assert_eq!(
+            ids_of(&list(&store, None, all()).await),
+            uids(&["c", "b", "X", "x10", "x9", "y"]),
+            "equal created_at must be ordered by id, bytewise"
+        );
+    } else {
+        create(&store, new_user("a", "alice", "alice@example.com", &[])).await;
+        assert_eq!(
+            ids_of(&list(&store, None, all()).await),
+            uids(&["c", "b", "a"]),
+            "a recreated user is listed as new"
+        );
+    }
+    assert_listing_order(&list(&store, None, all()).await, "list_users");
+}
+
+/// Paging with no concurrent writes yields every user exactly once, in the order of one big page,
+/// with and without a permission filter.
+pub async fn paging_users_yields_everyone_exactly_once<F: UserStoreFixture + ?Sized>(f: &F) {
+    let (store, tt) = user_store(f).await;
+    let mut expected = BTreeSet::new();
+    let mut admins = BTreeSet::new();
+    for i in 0..23 {
+        // Ids run against creation order, and users share instants in groups of four (on a clock
+        // the store reads), so the id tie-break is paged across too.
+        let id = format!("u{:02}", 22 - i);
+        let name = format!("user{i:02}");
+        let perms: &[&str] = if i % 3 == 0 {
+            &["read", "admin"]
+        } else {
+            &["read"]
+        };
+        create(
+            &store,
+            new_user(&id, &name, &format!("{name}@example.com"), perms),
+        )
+        .await;
+        expected.insert(uid(&id));
+        if i % 3 == 0 {
+            admins.insert(uid(&id));
+        }
+        if i % 4 == 3 {
+            tt.advance(STEP).await;
+        }
+    }
+    let everyone = list(&store, None, all()).await;
+    assert_listing_order(&everyone, "list_users(None)");
+    assert_eq!(
+        ids_of(&everyone).into_iter().collect::<BTreeSet<_>>(),
+        expected,
+        "list_users(None) must hold every user"
+    );
+    assert_eq!(everyone.len(), 23, "list_users(None) must list 23 users");
+    for limit in [1, 4, 22, 23, 24] {
+        assert_eq!(
+            paged(&store, None, limit).await,
+            everyone,
+            "pages of {limit} must concatenate to the listing"
+        );
+    }
+    let listed_admins = list(&store, Some("admin"), all()).await;
+    assert_eq!(
+        ids_of(&listed_admins).into_iter().collect::<BTreeSet<_>>(),
+        admins,
+        "list_users(admin) must hold every admin"
+    );
+    let in_order: Vec<User> = everyone
+        .iter()
+        .filter(|u| admins.contains(&u.id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        listed_admins, in_order,
+        "the filtered listing must keep the listing's order"
+    );
+    for limit in [1, 3, 8, 9] {
+        assert_eq!(
+            paged(&store, Some("admin"), limit).await,
+            listed_admins,
+            "filtered pages of {limit} must concatenate to the filtered listing"
+        );
+    }
+}
+
+/// The permission filter compares exactly and case-sensitively: no prefix, case or Unicode
+/// folding, and `*` or `?` are literal; it follows updates and deletions.
+pub async fn user_permission_filter_is_exact_and_case_sensitive<F: UserStoreFixture + ?Sized>(
+    f: &F,
+) {
+    let (store, tt) = user_store(f).await;
+    let decomposed = "e\u{301}crire";
+    let users: [(&str, &[&str]); 7] = [
+        ("u1", &["read"]),
+        ("u2", &["Read"]),
+        ("u3", &["read:all", "reader"]),
+        ("u4", &["re*", "write"]),
+        ("u5", &["\u{e9}crire", "read"]),
+        ("u6", &[]),
+        ("u7", &["READ", decomposed]),
+    ];
+    for (id, perms) in users {
+        let name = format!("user_{id}");
+        create(
+            &store,
+            new_user(id, &name, &format!("{name}@example.com"), perms),
+        )
+        .await;
+        tt.advance(STEP).await;
+    }
+    for (filter, want) in [
+        ("read", &["u1", "u5"][..]),
+        ("Read", &["u2"]),
+        ("READ", &["u7"]),
+        ("rea", &[]),
+        ("read:all", &["u3"]),
+        ("reader", &["u3"]),
+        ("re*", &["u4"]),
+        ("r*", &[]),
+        ("re?", &[]),
+        ("*", &[]),
+        ("write", &["u4"]),
+        ("\u{e9}crire", &["u5"]),
+        (decomposed, &["u7"]),
+        ("nobody-has-this", &[]),
+    ] {
+        assert_eq!(
+            ids_of(&list(&store, Some(filter), all()).await),
+            uids(want),
+            "list_users({filter:?}) must match exactly and case-sensitively"
+        );
+    }
+    let update = UserUpdate {
+        permissions: Some(vec![perm("read")]),
+        ..UserUpdate::default()
+    };
+    store
+        .update_user(&uid("u2"), update)
+        .await
+        .must("update_user(u2)");
+    assert_eq!(
+        ids_of(&list(&store, Some("read"), all()).await),
+        uids(&["u1", "u2", "u5"]),
+        "the filter must follow update_user"
+    );
+    assert_eq!(
+        ids_of(&list(&store, Some("Read"), all()).await),
+        uids(&[]),
+        "a removed permission must no longer match"
+    );
+    assert!(
+        store.delete_user(&uid("u1")).await.must("delete_user(u1)"),
+        "deleting an existing user"
+    );
+    assert_eq!(
+        ids_of(&list(&store, Some("read"), all()).await),
+        uids(&["u2", "u5"]),
+        "a deleted user must not match"
+    );
+    assert_eq!(
+        list(&store, None, all()).await.len(),
+        6,
+        "without a filter every user is listed"
+    );
+}
+
+/// An empty store lists nothing, on any page and with any filter, also after its only user left.
+pub async fn empty_user_store_lists_nothing<F: UserStoreFixture + ?Sized>(f: &F) {
+    let (store, _) = user_store(f).await;
+    for (filter, p) in [
+        (None, all()),
+        (None, page(1, 0)),
+        (None, page(10, 5)),
+        (Some("read"), all()),
+    ] {
+        assert_eq!(
+            list(&store, filter, p).await,
+            Vec::new(),
+            "an empty store must list nothing ({filter:?}, {p:?})"
+        );
+    }
+    create(
+        &store,
+        new_user("u1", "alice", "alice@example.com", &["read"]),
+    )
+    .await;
+    assert!(
+        store.delete_user(&uid("u1")).await.must("delete_user(u1)"),
+        "deleting the only user"
+    );
+    for filter in [None, Some("read")] {
+        assert_eq!(
+            list(&store, filter, all()).await,
+            Vec::new(),
+            "a store whose only user was deleted must list nothing ({filter:?})"
+        );
+    }
+}
+
+/// `limit` caps a page and `offset` skips, also past the end (an empty page, never an error); the
+/// bounds are `Page`'s: limit 1 to 10,000, offset not negative.
+pub async fn user_listing_respects_limit_and_offset<F: UserStoreFixture + ?Sized>(f: &F) {
+    for (what, bad) in [
+        ("limit 0", Page::new(0, 0)),
+        ("limit 10001", Page::new(u64::from(MAX_PAGE_LIMIT) + 1, 0)),
+        ("offset -1", Page::from_i64(10, -1)),
+        ("limit -1", Page::from_i64(-1, 0)),
+    ] {
+        must_fail(bad, ErrorKind::Validation, &format!("a page with {what}"));
+    }
+    let (store, tt) = user_store(f).await;
+    let mut made = Vec::new();
+    for i in 0..7 {
+        let name = format!("user{i}");
+        let perms: &[&str] = if i % 2 == 0 { &["even"] } else { &[] };
+        made.push(uid(&name));
+        create(
+            &store,
+            new_user(&name, &name, &format!("{name}@example.com"), perms),
+        )
+        .await;
+        tt.advance(STEP).await;
+    }
+    let everyone = ids_of(&list(&store, None, all()).await);
+    assert_eq!(everyone, made, "creation order must be the listing order");
+    for (limit, offset, want) in [
+        (3, 0, &made[0..3]),
+        (3, 3, &made[3..6]),
+        (3, 6, &made[6..]),
+        (1, 4, &made[4..5]),
+        (10, 2, &made[2..]),
+        (u64::from(MAX_PAGE_LIMIT), 0, &made[..]),
+        (3, 7, &[]),
+        (3, 1_000, &[]),
+        (u64::from(MAX_PAGE_LIMIT), u64::MAX, &[]),
+    ] {
+        assert_eq!(
+            ids_of(&list(&store, None, page(limit, offset)).await),
+            want,
+            "list_users(limit {limit}, offset {offset})"
+        );
+    }
+    let evens = [
+        made[0].clone(),
+        made[2].clone(),
+        made[4].clone(),
+        made[6].clone(),
+    ];
+    for (limit, offset, want) in [
+        (2, 0, &evens[0..2]),
+        (2, 2, &evens[2..]),
+        (3, 3, &evens[3..]),
+        (2, 4, &[]),
+        (1, u64::MAX, &[]),
+    ] {
+        assert_eq!(
+            ids_of(&list(&store, Some("even"), page(limit, offset)).await),
+            want,
+            "list_users(even, limit {limit}, offset {offset}) counts matching users only"
         );
     }
 }
