@@ -23,9 +23,9 @@ pub use psm_core::{
     Cache, CacheKey, CacheTag, Capabilities, Clock, DynCache, DynClock, DynPermissionStore,
     DynTokenStateStore, DynUserStore, Error, ErrorKind, LimitPolicy, ManualClock, Metadata,
     NewSession, OsRandom, Page, Permission, PermissionCheck, PermissionList, PermissionRef,
-    PermissionStore, RandomSource, Result, SessionData, SessionId, SessionIdRef, SessionInfo, SessionLimit, SystemClock, Timestamp,
-    TokenStateStore, Ttl, UserId, UserStore, async_trait, is_valid_permission, is_valid_session_id,
-    is_valid_user_id, redact_id,
+    PermissionStore, RandomSource, Result, SessionData, SessionId, SessionIdRef, SessionInfo,
+    SessionLimit, SystemClock, Timestamp, TokenStateStore, Ttl, UserId, UserStore, async_trait,
+    is_valid_permission, is_valid_session_id, is_valid_user_id, redact_id,
 };
 
 /// The in-process provider (`memory://`): [`memory::MemoryStore`] and its configuration.
