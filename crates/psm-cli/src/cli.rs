@@ -161,6 +161,18 @@ pub enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Accounts by creation, one JSON object per line (never a password hash).
+    List {
+        /// Only users holding exactly this permission (e.g. psm:admin).
+        #[arg(long)]
+        permission: Option<String>,
+        /// Page size (1 to 10,000).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Users to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
     /// An account as JSON (never its password hash); exit 3 when missing.
     Get {
         /// The user id.

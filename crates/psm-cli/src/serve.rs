@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 
-use psm::{auth::AuthConfig, jwt::TokenConfig};
-use psm_http::{Api, HttpConfig};
+use psm::{Page, PermissionRef, auth::AuthConfig, jwt::TokenConfig};
+use psm_http::{ADMIN_PERMISSION, Api, HttpConfig};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 use crate::{
     CliError, exit, keys,
-    settings::{ServeSettings, Settings},
+    settings::{ServeSettings, Settings, StoreLocation},
     stores::Stores,
 };
 
@@ -124,6 +124,7 @@ async fn build(
     let keys = keys::load_or_create(&settings.jwt_secret_file)?;
     let auth = stores.auth(keys, auth_config(serve), token_config(serve))?;
     auth.initialize().await?;
+    admin_hint(settings, stores).await?;
     let config = HttpConfig {
         body_limit: serve.body_limit,
         request_timeout: serve.request_timeout.duration(),
@@ -143,6 +144,28 @@ async fn build(
         .await
         .map_err(|e| CliError::config(format!("cannot listen on {}: {e}", serve.listen)))?;
     Ok((listener, psm_http::router(api)))
+}
+
+/// Logs how to create the first administrator when no account holds `psm:admin`.
+async fn admin_hint(settings: &Settings, stores: &Stores) -> Result<(), CliError> {
+    let admin = PermissionRef::parse(ADMIN_PERMISSION)?;
+    let admins = stores
+        .users()?
+        .list_users(Some(admin), Page::first(1)?)
+        .await?;
+    if admins.is_empty() {
+        let stop_first = match &settings.store {
+            StoreLocation::Dir(_) => " (stop the server first: it holds the embedded store's lock)",
+            StoreLocation::Url(u) if u.starts_with("file:") => {
+                " (stop the server first: it holds the file store's lock)"
+            }
+            StoreLocation::Url(_) => "",
+        };
+        tracing::warn!(
+            "no account holds {ADMIN_PERMISSION} yet: create one with `psm users create --admin --email you@example.com`{stop_first}, with the same --store/--users/--data-dir settings"
+        );
+    }
+    Ok(())
 }
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully.

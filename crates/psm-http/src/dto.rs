@@ -208,6 +208,37 @@ pub struct CreateUserBody {
     pub permissions: Vec<String>,
 }
 
+/// Query of `GET /v1/users`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// Only users holding exactly this permission.
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub permission: Option<String>,
+    /// Page size, 1 to 10,000 (default 100).
+    #[param(minimum = 1, maximum = 10_000)]
+    pub limit: Option<u64>,
+    /// Users to skip (default 0).
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
+    pub offset: Option<u64>,
+}
+
+/// Response of `GET /v1/users`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserListView {
+    /// Users of this page, by creation.
+    pub users: Vec<UserView>,
+    /// The page size asked for.
+    pub limit: u64,
+    /// The offset asked for.
+    pub offset: u64,
+}
+
 /// A session's record and ttl state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {

@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal};
 
 use psm::{
-    PermissionList, UserId,
+    Page, PermissionList, PermissionRef, UserId,
     auth::{AuthConfig, RegisterRequest, User},
     jwt::TokenConfig,
 };
@@ -99,6 +99,23 @@ pub(crate) async fn run(settings: &Settings, command: UsersCommand) -> Result<u8
                     })
                     .await?;
                 out_json(&user_json(&user))?;
+            }
+            UsersCommand::List {
+                permission,
+                limit,
+                offset,
+            } => {
+                let permission = permission
+                    .as_deref()
+                    .map(PermissionRef::parse)
+                    .transpose()?;
+                let users = stores
+                    .users()?
+                    .list_users(permission, Page::new(limit, offset)?)
+                    .await?;
+                for user in &users {
+                    crate::commands::out(&user_json(user).to_string())?;
+                }
             }
             UsersCommand::Get { id, email } => {
                 let user = match (id, email) {

@@ -145,6 +145,41 @@ fn users_are_created_read_and_deleted_without_their_hash_showing() {
     assert_eq!(user["username"], "Ops");
     assert!(!out.contains("argon2"), "{out}");
     let id = user["id"].as_str().unwrap();
+    let (code, _, _) = parts(&psm(
+        d,
+        &[
+            "users",
+            "create",
+            "--email",
+            "plain@example.com",
+            "--password-stdin",
+        ],
+        Some("another fine password\n"),
+    ));
+    assert_eq!(code, 0);
+    let (code, out, _) = parts(&psm(d, &["users", "list"], None));
+    assert_eq!(code, 0);
+    let emails: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["email"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(emails, ["Ops@Example.com", "plain@example.com"]);
+    assert!(!out.contains("argon2"));
+    let (_, admins, _) = parts(&psm(
+        d,
+        &["users", "list", "--permission", "psm:admin"],
+        None,
+    ));
+    assert_eq!(admins.lines().count(), 1);
+    assert_eq!(
+        parts(&psm(d, &["users", "list", "--limit", "0"], None)).0,
+        4
+    );
     let (code, out, _) = parts(&psm(
         d,
         &["users", "get", "--email", "ops@example.com"],

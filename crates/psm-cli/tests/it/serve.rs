@@ -10,8 +10,8 @@ use std::{
 
 use crate::{parts, psm};
 
-/// Starts `psm serve` on a free port; returns the child and its address.
-fn start(dir: &std::path::Path) -> (Child, String) {
+/// Starts `psm serve` on a free port; returns the child, its address, and the lines it logs.
+fn start(dir: &std::path::Path) -> (Child, String, Arc<Mutex<Vec<String>>>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_psm"));
     for (key, _) in std::env::vars() {
         if key.starts_with("PSM_") {
@@ -33,10 +33,13 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logged = Arc::new(Mutex::new(Vec::new()));
+    let lines = Arc::clone(&logged);
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            lines.lock().unwrap().push(line.clone());
             if !sent && let Some(at) = line.find("listening on http://") {
                 let addr = line[at + "listening on http://".len()..]
                     .split_whitespace()
@@ -51,7 +54,7 @@ fn start(dir: &std::path::Path) -> (Child, String) {
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("psm serve did not report its address");
-    (child, addr)
+    (child, addr, logged)
 }
 
 fn terminate(child: &Child) {
@@ -79,7 +82,15 @@ async fn sigterm_lets_in_flight_requests_finish_and_loses_nothing_acknowledged()
         Some("the admin's passphrase\n"),
     ));
     assert_eq!(code, 0, "{err}");
-    let (mut child, addr) = start(d);
+    let (mut child, addr, logged) = start(d);
+    assert!(
+        !logged
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("no account holds")),
+        "an admin exists, yet the hint was logged"
+    );
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
     let login: serde_json::Value = client
@@ -157,6 +168,22 @@ async fn sigterm_lets_in_flight_requests_finish_and_loses_nothing_acknowledged()
         "{} acknowledged sessions lost: {lost:?}",
         lost.len()
     );
+}
+
+#[test]
+fn a_first_start_without_an_admin_says_how_to_create_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _addr, logged) = start(dir.path());
+    terminate(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+    let lines = logged.lock().unwrap();
+    let hint = lines
+        .iter()
+        .find(|l| l.contains("no account holds psm:admin"))
+        .unwrap_or_else(|| panic!("no admin hint in {lines:?}"));
+    assert!(hint.contains("psm users create --admin"), "{hint}");
+    assert!(hint.contains("stop the server first"), "{hint}");
 }
 
 #[test]

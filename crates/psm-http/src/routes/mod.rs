@@ -57,7 +57,7 @@ pub fn router(api: Api) -> Router {
             "/v1/sessions/{id}/check",
             get(sessions::check).post(sessions::check_many),
         )
-        .route("/v1/users", post(users::create))
+        .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{id}", get(users::get).delete(users::delete))
         .route(
             "/v1/users/{id}/sessions",

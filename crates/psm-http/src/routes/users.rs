@@ -1,12 +1,12 @@
 //! `/v1/users`: accounts (administrators; a user may read their own).
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
-use psm::{PermissionList, auth::RegisterRequest};
+use psm::{Page, PermissionList, PermissionRef, auth::RegisterRequest};
 
 use crate::{
     Api,
-    dto::{CountView, CreateUserBody, UserView},
-    extract::{ApiJson, UserPath},
+    dto::{CountView, CreateUserBody, MAX_OFFSET, UserListQuery, UserListView, UserView},
+    extract::{ApiJson, ApiQuery, UserPath},
     guard::{Principal, RequirePermission, Requirement},
     openapi::{Authz, Body, Common, Conflict, NotFound},
     problem::Problem,
@@ -45,6 +45,46 @@ pub(crate) async fn create(
         .auth_op("create_user", api.auth().register(request))
         .await?;
     Ok((StatusCode::CREATED, Json(UserView::from(user))))
+}
+
+/// Lists accounts by creation, optionally only those holding a permission.
+#[utoipa::path(
+    get, path = "/v1/users", tag = "users",
+    security(("bearer" = [])),
+    params(UserListQuery),
+    responses((status = 200, description = "a page of accounts", body = UserListView), Authz, Common)
+)]
+pub(crate) async fn list(
+    State(api): State<Api>,
+    _: RequirePermission<Admin>,
+    ApiQuery(query): ApiQuery<UserListQuery>,
+) -> Result<Json<UserListView>, Problem> {
+    let limit = query.limit.unwrap_or(100);
+    let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(Problem::invalid_parameter(
+            "offset",
+            "offset is larger than 9223372036854775807",
+        ));
+    }
+    let page = Page::new(limit, offset).map_err(Problem::from)?;
+    let permission = query
+        .permission
+        .as_deref()
+        .map(PermissionRef::parse)
+        .transpose()
+        .map_err(|e| Problem::from(e.with_detail("field", "permission")))?;
+    let users = api
+        .auth_op(
+            "list_users",
+            api.auth().users().list_users(permission, page),
+        )
+        .await?;
+    Ok(Json(UserListView {
+        users: users.into_iter().map(UserView::from).collect(),
+        limit,
+        offset,
+    }))
 }
 
 /// An account: the caller's own, or any for an administrator.

@@ -362,6 +362,34 @@ async fn admins_create_read_and_delete_users() {
         .await
         .unwrap();
     problem(r, 409, "user_exists").await;
+    let listed: Value = c
+        .get(server.url("/v1/users?permission=psm:admin"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let emails: Vec<&str> = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["admin@example.com", "ops@example.com"]);
+    assert!(listed["users"][0].get("password_hash").is_none());
+    let page: Value = c
+        .get(server.url("/v1/users?limit=1&offset=1"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["users"].as_array().unwrap().len(), 1);
+    assert_eq!(page["users"][0]["id"], id);
     let got: Value = c
         .get(server.url(&format!("/v1/users/{id}")))
         .bearer_auth(&admin)
@@ -601,7 +629,7 @@ async fn the_openapi_document_lists_every_route_with_problem_responses() {
         ("/v1/sessions/{id}/permissions", &["get", "put"]),
         ("/v1/sessions/{id}/extend", &["post"]),
         ("/v1/sessions/{id}/check", &["get", "post"]),
-        ("/v1/users", &["post"]),
+        ("/v1/users", &["get", "post"]),
         ("/v1/users/{id}", &["get", "delete"]),
         ("/v1/users/{id}/sessions", &["delete"]),
         ("/healthz", &["get"]),
