@@ -432,7 +432,13 @@ impl Conn {
         let Some(s) = self.scripts.iter().find(|l| l.name == script.name) else {
             return Err(error::reply(op));
         };
-        let (picked, client) = self.pick(op)?;
+        let (picked, client) = match self.pick(op) {
+            Ok(p) => p,
+            Err(e) => {
+                tokio::task::yield_now().await;
+                return Err(e);
+            }
+        };
         let e = match self.run_on(client, s, &args).await {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -598,20 +604,29 @@ impl Conn {
 macro_rules! call {
     ($conn:expr, $op:expr, |$c:ident| $body:expr) => {{
         let conn: &$crate::conn::Conn = $conn;
-        let (picked, first) = conn.pick($op)?;
-        let first = {
-            let $c = first;
-            $body.await
-        };
-        match first {
-            Ok(v) => Ok(v),
-            Err(e) => match conn
-                .retry_after(&e, $op, $crate::conn::Retry::Idempotent, picked)
-                .await
-            {
-                Ok($c) => $body.await.map_err(|e| conn.err(&e, $op)),
-                Err(err) => Err(err),
-            },
+        match conn.pick($op) {
+            // Failing at once must still yield: a caller retrying in a loop would otherwise
+            // starve the tasks that notice the reconnect.
+            Err(e) => {
+                tokio::task::yield_now().await;
+                Err(e)
+            }
+            Ok((picked, first)) => {
+                let first = {
+                    let $c = first;
+                    $body.await
+                };
+                match first {
+                    Ok(v) => Ok(v),
+                    Err(e) => match conn
+                        .retry_after(&e, $op, $crate::conn::Retry::Idempotent, picked)
+                        .await
+                    {
+                        Ok($c) => $body.await.map_err(|e| conn.err(&e, $op)),
+                        Err(err) => Err(err),
+                    },
+                }
+            }
         }
     }};
 }

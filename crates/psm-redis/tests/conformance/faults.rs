@@ -179,7 +179,10 @@ async fn outage_fails_fast_and_recovers() {
     let restarted = Instant::now();
     loop {
         // The data is gone (no persistence); any answer proves the store works again.
-        match store.check_permission(id, read).await {
+        let r = tokio::time::timeout(Duration::from_secs(5), store.check_permission(id, read))
+            .await
+            .expect("a check hung after the restart");
+        match r {
             Ok(_) => break,
             Err(e) => {
                 assert!(e.is_retryable(), "{e}");
@@ -192,10 +195,13 @@ async fn outage_fails_fast_and_recovers() {
         }
     }
     assert!(restarted.elapsed() < Duration::from_secs(2));
-    store
-        .store_permissions(id, session("u", &["read"]))
-        .await
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        store.store_permissions(id, session("u", &["read"])),
+    )
+    .await
+    .expect("a store hung after the restart")
+    .unwrap();
     assert!(store.check_permission(id, read).await.unwrap());
     assert_eq!(
         store
@@ -207,7 +213,10 @@ async fn outage_fails_fast_and_recovers() {
     );
     stop.store(true, Ordering::Relaxed);
     for t in load {
-        t.await.expect("a load task panicked");
+        tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("a load task hung")
+            .expect("a load task panicked");
     }
     assert!(
         failed.load(Ordering::Relaxed) > 0,
