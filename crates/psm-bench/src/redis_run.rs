@@ -1,19 +1,21 @@
-//! psm's Redis provider through the manager against a bare `fred` pool sending the same command
-//! (`SISMEMBER`) to the same server, on the same Tokio runtimes, in the same rounds.
+//! psm's Redis provider through the manager against a bare `fred` pool sending the identical command
+//! to the same server, on the same Tokio runtimes, in the same rounds: psm's check is
+//! `HMGET <session hash> <permission> " e"`, and the bare pool sends exactly that `HMGET` to exactly
+//! those hashes (the ones psm wrote), so the ratio measures psm's own overhead and nothing else.
 //!
 //! Sequential calls run on a current-thread runtime (one task and the connections on one thread,
 //! as `redis-benchmark -c 1` is one thread); concurrent calls on a two-worker runtime. Each runtime
 //! has its own managers and bare pool, connected to the same data.
 //!
 //! Everything the run writes lives under one fresh key prefix (`psmbench:<pid>_<random>:`): psm's
-//! store under `<prefix>psm:`, the bare sets under `<prefix>bare:`. The prefix is removed with
-//! `SCAN` + `UNLINK` at the end, also after a failure; nothing else on the server is touched.
+//! store under `<prefix>psm:` (the bare pool only reads psm's session hashes). The prefix is removed
+//! with `SCAN` + `UNLINK` at the end, also after a failure; nothing else on the server is touched.
 
 use std::{ops::Range, sync::Arc};
 
 use fred::{
-    prelude::{Builder, ClientLike, Config, KeysInterface, Pool, SetsInterface},
-    types::{InfoKind, Key, Value as RedisValue},
+    prelude::{Builder, ClientLike, Config, HashesInterface, KeysInterface, Pool},
+    types::{InfoKind, Key},
 };
 use psm::PermissionStorageManager as Manager;
 use serde_json::{Value, json};
@@ -40,8 +42,10 @@ pub(crate) const BARE_POOL: usize = psm::redis::DEFAULT_POOL_SIZE;
 pub(crate) const HOT_SESSIONS: usize = 8;
 /// Hot checks run once, untimed, before the first timed round, so the local cache is filled.
 const HOT_WARM_UP: usize = 100_000;
-/// The ttl of every session, psm's and the bare sets' alike (the workload's default ttl).
+/// The ttl of every session (the workload's default ttl).
 const TTL: i64 = 3600;
+/// psm's expiry field, asked for with every check (the bare pool asks for it too).
+const EXPIRY_FIELD: &str = " e";
 
 /// What the Redis part measures.
 #[derive(Debug, Clone)]
@@ -56,29 +60,27 @@ pub(crate) struct RedisParams {
     pub(crate) rounds: u32,
 }
 
-/// The bare side: a `fred` pool, and the key and member of every position of the access sequence
-/// ready to send (cloning a `fred` key or value only bumps a reference count).
+/// The bare side: a `fred` pool, and the key of every position of the access sequence ready to send
+/// (cloning a `fred` key only bumps a reference count).
 #[derive(Debug)]
 struct Bare {
     pool: Pool,
-    /// The set of the session at each position of the access sequence.
+    /// psm's hash of the session at each position of the access sequence.
     read_keys: Arc<Vec<Key>>,
-    /// The permission pool as Redis values.
-    members: Arc<Vec<RedisValue>>,
 }
 
 impl Bare {
-    /// `SISMEMBER` for the run positions `range`; returns the `true` answers.
+    /// psm's `HMGET <hash> <permission> " e"` for the run positions `range`; returns the `true`
+    /// answers (the permission is present).
     async fn checks(&self, w: &Workload, range: Range<usize>) -> BenchResult<u64> {
         let mut hits = 0;
         for segment in segments(range, w.len()) {
             for j in segment {
-                let member = self.members[w.check[j]].clone();
-                let held: bool = self
-                    .pool
-                    .sismember(self.read_keys[j].clone(), member)
-                    .await?;
-                hits += u64::from(held);
+                // Exactly psm's call: the fields as `&[&str; 2]`, the key a ready `fred` key.
+                let fields = [w.pool[w.check[j]].as_str(), EXPIRY_FIELD];
+                let (held, _expires): (Option<i64>, Option<i64>) =
+                    self.pool.hmget(self.read_keys[j].clone(), &fields).await?;
+                hits += u64::from(held.is_some());
             }
         }
         Ok(hits)
@@ -94,14 +96,13 @@ struct Side {
     bare: Arc<Bare>,
 }
 
-/// The run's names and the bare side's ready-made keys and members.
+/// The run's names and the bare side's ready-made keys.
 #[derive(Debug)]
 struct Target {
     url: String,
     /// psm's URL: the server with `key_prefix`.
     psm_url: String,
     read_keys: Arc<Vec<Key>>,
-    members: Arc<Vec<RedisValue>>,
 }
 
 impl Target {
@@ -109,13 +110,7 @@ impl Target {
         Self {
             url: url.to_owned(),
             psm_url: with_param(url, "key_prefix", &format!("{prefix}psm:")),
-            read_keys: Arc::new(w.order.iter().map(|&s| bare_key(prefix, w, s)).collect()),
-            members: Arc::new(
-                w.pool
-                    .iter()
-                    .map(|p| RedisValue::from(p.as_str()))
-                    .collect(),
-            ),
+            read_keys: Arc::new(w.order.iter().map(|&s| psm_key(prefix, w, s)).collect()),
         }
     }
 
@@ -134,7 +129,6 @@ impl Target {
             bare: Arc::new(Bare {
                 pool: connect_pool(&self.url).await?,
                 read_keys: Arc::clone(&self.read_keys),
-                members: Arc::clone(&self.members),
             }),
         })
     }
@@ -150,9 +144,9 @@ impl Side {
     }
 }
 
-/// The bare set of session `s`.
-fn bare_key(prefix: &str, w: &Workload, s: usize) -> Key {
-    Key::from(format!("{prefix}bare:{}", w.sessions[s]))
+/// psm's session hash of session `s` (psm-redis' key layout: `<key_prefix>s:{<id>}`).
+fn psm_key(prefix: &str, w: &Workload, s: usize) -> Key {
+    Key::from(format!("{prefix}psm:s:{{{}}}", w.sessions[s]))
 }
 
 /// A bare pool of [`BARE_POOL`] clients on the current runtime.
@@ -229,8 +223,8 @@ fn measure(
     let target = Target::new(w, &p.url, prefix);
     let ms = multi.block_on(target.connect())?;
 
-    // Filling: psm through `store_permissions`, the bare side with SADD + EXPIRE per session.
-    eprintln!("psm-bench: redis: storing {n} sessions through psm and as bare sets");
+    // Filling: psm through `store_permissions`; the bare pool reads the same hashes.
+    eprintln!("psm-bench: redis: storing {n} sessions through psm");
     let (fill, stored) = multi.block_on(run_tasks(0..n, CONCURRENCY, |range| {
         let (m, w) = (ms.m.clone(), Arc::clone(w));
         async move { Ok(run_op(&m, &w, Op::Store, range).await?) }
@@ -241,25 +235,12 @@ fn measure(
         ));
     }
     let psm_fill_rate = n as f64 / fill.as_secs_f64().max(1e-9);
-    let keys: Arc<Vec<Key>> = Arc::new((0..n).map(|s| bare_key(prefix, w, s)).collect());
-    let (_, added) = multi.block_on(run_tasks(0..n, CONCURRENCY, |range| {
-        let (pool, w, keys) = (admin.clone(), Arc::clone(w), Arc::clone(&keys));
-        async move {
-            let mut added = 0_u64;
-            for k in range {
-                let s = w.insert_order[k];
-                let members: Vec<&str> = w.perms_of(s).collect();
-                let n: u64 = pool.sadd(keys[s].clone(), members).await?;
-                let _: bool = pool.expire(keys[s].clone(), TTL, None).await?;
-                added += n;
-            }
-            Ok(added)
-        }
-    }))?;
-    let expected_members = (n * PERMS_PER_SESSION) as u64;
-    if added != expected_members {
+    // The bare side must find every hash psm wrote, with the layout its HMGET reads.
+    let probe = Key::from(format!("{prefix}psm:s:{{{}}}", w.sessions[0]));
+    let fields: u64 = multi.block_on(admin.next().hlen(probe))?;
+    if fields < PERMS_PER_SESSION as u64 {
         problems.push(format!(
-            "redis bare fill: {added} members added, expected {expected_members}"
+            "redis: psm's session hash holds {fields} fields, expected at least {PERMS_PER_SESSION} permissions (the bare pool reads psm's key layout)"
         ));
     }
 
