@@ -8,7 +8,6 @@ use psm::{
     auth::{AuthConfig, RegisterRequest},
     jwt::TokenConfig,
     postgres::{PostgresConfig, PostgresStorage},
-    redis::{RedisConfig, RedisStorage},
 };
 use psm_cli::{
     keys,
@@ -123,11 +122,7 @@ impl Backing {
     /// Removes what the test left on the servers.
     pub(crate) async fn cleanup(&self) {
         if let Some(prefix) = &self.redis_prefix {
-            let mut config = RedisConfig::from_url(&server_url("PSM_REDIS_URL")).unwrap();
-            config.key_prefix = prefix.clone();
-            let redis = RedisStorage::connect(config).await.unwrap();
-            redis.sessions().flush_all_sessions().await.unwrap();
-            redis.close().await.unwrap();
+            purge_redis_prefix(&server_url("PSM_REDIS_URL"), prefix).await;
         }
         if let Some(schema) = &self.pg_schema {
             let pg = PostgresStorage::connect(
@@ -207,4 +202,23 @@ pub(crate) fn s<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key]
         .as_str()
         .unwrap_or_else(|| panic!("no string {key} in {value}"))
+}
+
+/// Removes every key under `prefix` on the standalone server `url` (sessions, indexes, token
+/// state with its epochs, cache): `flush_all_sessions` deliberately leaves token epochs alone.
+pub(crate) async fn purge_redis_prefix(url: &str, prefix: &str) {
+    use fred::prelude::{ClientLike, Config, KeysInterface};
+    use futures::StreamExt;
+    let client = fred::clients::Client::new(Config::from_url(url).unwrap(), None, None, None);
+    client.init().await.unwrap();
+    let mut stream = client.scan_buffered(format!("{prefix}*"), Some(1000), None);
+    let mut keys = Vec::new();
+    while let Some(key) = stream.next().await {
+        keys.push(key.unwrap());
+    }
+    drop(stream);
+    for key in keys {
+        let _: u64 = client.unlink(key).await.unwrap();
+    }
+    client.quit().await.unwrap();
 }

@@ -104,7 +104,7 @@ async fn an_export_from_file_imports_into_redis_with_every_session_and_its_ttl()
     assert!(e.to_string().contains("line 2"), "{e}");
     assert!(target.get_permissions("sess_new").await.unwrap().is_none());
 
-    target.redis().unwrap().flush_all_sessions().await.unwrap();
+    crate::support::purge_redis_prefix(&server_url("PSM_REDIS_URL"), &prefix).await;
     source.close().await.unwrap();
     target.close().await.unwrap();
 }

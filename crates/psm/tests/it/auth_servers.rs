@@ -14,7 +14,7 @@ use psm::{
 
 use crate::{
     auth::{cheap_config, full_flow, keys},
-    support::{postgres_url, redis_url, unique_name},
+    support::{postgres_url, purge_redis_prefix, redis_url, unique_name},
 };
 
 async fn redis() -> RedisStorage {
@@ -53,7 +53,7 @@ async fn full_flow_on_redis_sessions_and_tokens_with_postgres_users() {
     assert_eq!(auth.users().provider_name(), "postgres");
     assert_eq!(auth.sessions().provider_name(), "redis");
     full_flow(&auth).await;
-    redis.sessions().flush_all_sessions().await.unwrap();
+    purge_redis_prefix(&redis_url(), &redis.config().key_prefix).await;
     drop_schema(&pg).await;
 }
 
@@ -73,6 +73,6 @@ async fn full_flow_on_postgres_stores_with_a_redis_cache() {
         .unwrap();
     assert_eq!(auth.sessions().provider_name(), "postgres");
     full_flow(&auth).await;
-    redis.sessions().flush_all_sessions().await.unwrap();
+    purge_redis_prefix(&redis_url(), &redis.config().key_prefix).await;
     drop_schema(&pg).await;
 }

@@ -215,3 +215,23 @@ pub(crate) fn builtins(extra: &[&'static str]) -> Vec<&'static str> {
     names.sort_unstable();
     names
 }
+
+/// Removes every key under `prefix` on the standalone server `url` (sessions, indexes, token
+/// state with its epochs, cache): `flush_all_sessions` deliberately leaves token epochs alone.
+#[cfg(feature = "redis")]
+pub(crate) async fn purge_redis_prefix(url: &str, prefix: &str) {
+    use fred::prelude::{ClientLike, Config, KeysInterface};
+    use futures::StreamExt;
+    let client = fred::clients::Client::new(Config::from_url(url).unwrap(), None, None, None);
+    client.init().await.unwrap();
+    let mut stream = client.scan_buffered(format!("{prefix}*"), Some(1000), None);
+    let mut keys = Vec::new();
+    while let Some(key) = stream.next().await {
+        keys.push(key.unwrap());
+    }
+    drop(stream);
+    for key in keys {
+        let _: u64 = client.unlink(key).await.unwrap();
+    }
+    client.quit().await.unwrap();
+}
