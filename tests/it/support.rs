@@ -116,7 +116,7 @@ impl Backing {
         })
         .await
         .unwrap();
-        stores.close().await;
+        stores.close().await.unwrap();
     }
 
     /// Removes what the test left on the servers.

@@ -38,7 +38,7 @@ async fn an_export_from_file_imports_into_redis_with_every_session_and_its_ttl()
             .await
             .unwrap();
     }
-    stores.close().await;
+    stores.close().await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sessions.jsonl");

@@ -11,7 +11,7 @@ Settings: a flag wins over its PSM_* variable, which wins over the --config TOML
 over the default.
 
 Exit codes: 0 success, 1 a check was denied, 2 usage, 3 not found, 4 invalid input (nothing was
-changed), 5 conflict (exists, limit), 6 a store is unavailable (retry later), 7 configuration,
+changed), 5 conflict (exists, limit), 6 a store is unavailable or busy (retry later), 7 configuration,
 8 authentication, 10 other failure.";
 
 /// psm: sessions, permissions and tokens for web services.

@@ -18,7 +18,8 @@ pub mod exit {
     pub const INVALID: u8 = 4;
     /// A conflict: the session or user exists already, or a limit is reached.
     pub const CONFLICT: u8 = 5;
-    /// A store is unavailable or timed out; retrying later may succeed.
+    /// A store is unavailable, busy (the file store locked by a running `psm serve`) or timed out;
+    /// retrying later may succeed.
     pub const UNAVAILABLE: u8 = 6;
     /// The configuration is wrong (URL, file, key, unsupported provider).
     pub const CONFIG: u8 = 7;
@@ -91,10 +92,10 @@ pub fn code_of(kind: ErrorKind) -> u8 {
             exit::INVALID
         }
         K::SessionNotFound | K::SessionExpired | K::UserNotFound => exit::NOT_FOUND,
-        K::SessionExists | K::UserExists | K::SessionLimitReached | K::Concurrency => {
-            exit::CONFLICT
-        }
-        K::ProviderConnection
+        K::SessionExists | K::UserExists | K::SessionLimitReached => exit::CONFLICT,
+        // `Concurrency` is a retryable conflict, such as the file store locked by a running server.
+        K::Concurrency
+        | K::ProviderConnection
         | K::ProviderNotInitialized
         | K::OperationTimeout
         | K::RateLimited

@@ -57,6 +57,18 @@ pub fn load_or_create(path: &Path) -> Result<KeySet, CliError> {
     KeySet::new(key).map_err(CliError::from)
 }
 
+/// A key set of a fresh random secret kept in memory only, for commands that build an auth
+/// service but issue no token.
+///
+/// # Errors
+/// When the OS random source fails.
+pub fn ephemeral() -> Result<KeySet, CliError> {
+    let mut secret = vec![0u8; SECRET_BYTES];
+    OsRandom.fill(&mut secret)?;
+    let key = SigningKey::hmac(KID, Algorithm::HS256, &secret)?;
+    Ok(KeySet::new(key)?)
+}
+
 fn check_mode(path: &Path) -> Result<(), CliError> {
     let mode = fs::metadata(path)
         .map_err(|e| CliError::config(format!("cannot stat {}: {e}", path.display())))?

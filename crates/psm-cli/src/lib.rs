@@ -60,6 +60,9 @@ pub fn init_logging(filter: &str, format: settings::LogFormat) -> Result<(), Cli
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed standard error (`psm serve 2>&1 | head`) must not take the server down: the
+        // subscriber would report its write failure with `eprintln!`, which panics.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     let result = match format {
         settings::LogFormat::Text => builder.try_init(),

@@ -1,6 +1,6 @@
 //! The `psm` binary.
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::Parser;
 use psm_cli::{CliError, cli::Cli, settings};
@@ -10,8 +10,9 @@ fn main() -> ExitCode {
     match start(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // The one place the command talks to a human about a failure.
-            eprintln!("psm: {e}");
+            // The one place the command talks to a human about a failure; a closed standard
+            // error must not turn the exit code into a panic's.
+            let _ = writeln!(std::io::stderr(), "psm: {e}");
             e.exit_code()
         }
     }

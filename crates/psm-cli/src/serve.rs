@@ -3,10 +3,10 @@
 //! Shutdown stops accepting connections, lets in-flight requests finish, then closes the stores
 //! (the file store syncs its journal and releases its lock), so nothing acknowledged is lost.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use psm::{Page, PermissionRef, auth::AuthConfig, jwt::TokenConfig};
-use psm_http::{ADMIN_PERMISSION, Api, HttpConfig};
+use psm_http::{ADMIN_PERMISSION, Api, HttpConfig, ServeOptions, Stopped};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 use crate::{
@@ -93,15 +93,33 @@ pub async fn start_on(
                 users = stores.users_provider().unwrap_or("none"),
                 "psm is listening on http://{addr}"
             );
+            let options = ServeOptions {
+                // In-flight requests end by their own timeout; a little more for the answer.
+                shutdown_grace: serve.request_timeout.duration() + Duration::from_secs(5),
+                ..ServeOptions::default()
+            };
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(async move {
-                let served = psm_http::serve(listener, router, async move {
+                let served = psm_http::serve_with(listener, router, options, async move {
                     let _ = stopped.await;
                 })
                 .await;
-                stores.close().await;
+                let closed = stores.close().await;
+                match &served {
+                    Ok(Stopped::Gracefully) => {}
+                    Ok(Stopped::Dropped(n)) => {
+                        tracing::warn!(
+                            connections = n,
+                            "dropped connections still open after the grace period"
+                        );
+                    }
+                    Err(e) => tracing::error!(error = %e, "serving failed"),
+                }
+                closed?;
                 tracing::info!("psm stopped; the stores are closed");
-                served.map_err(|e| CliError::io("serving failed", &e))
+                served
+                    .map(drop)
+                    .map_err(|e| CliError::io("serving failed", &e))
             });
             Ok(Server {
                 addr,
@@ -110,7 +128,8 @@ pub async fn start_on(
             })
         }
         Err(e) => {
-            stores.close().await;
+            // The build error is the one to report; a close error after it is logged by close.
+            let _ = stores.close().await;
             Err(e)
         }
     }
@@ -168,26 +187,47 @@ async fn admin_hint(settings: &Settings, stores: &Stores) -> Result<(), CliError
     Ok(())
 }
 
-/// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully (in-flight requests finish, within
+/// the request timeout plus 5 s); a second signal exits at once.
 ///
 /// # Errors
-/// As [`start`]; a failure to install the signal handlers.
+/// As [`start`]; a failure to install the signal handlers; a store that fails to close; a
+/// second signal (exit code 10, after logging which requests were cut).
 pub async fn run(settings: &Settings, serve: &ServeSettings) -> Result<(), CliError> {
+    let mut signals = Signals::install()?;
     let server = start(settings, serve).await?;
-    shutdown_signal().await?;
-    tracing::info!("shutting down: finishing in-flight requests");
-    server.stop().await
+    signals.next().await;
+    tracing::info!("shutting down: finishing in-flight requests (a second signal exits at once)");
+    tokio::select! {
+        stopped = server.stop() => stopped,
+        () = signals.next() => Err(CliError::new(
+            exit::FAILURE,
+            "stopped by a second signal before in-flight requests finished",
+        )),
+    }
 }
 
-async fn shutdown_signal() -> Result<(), CliError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| CliError::io("cannot install the SIGTERM handler", &e))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| CliError::io("cannot install the SIGINT handler", &e))?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| CliError::io("cannot install the SIGTERM handler", &e))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| CliError::io("cannot install the SIGINT handler", &e))?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

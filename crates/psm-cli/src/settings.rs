@@ -177,20 +177,52 @@ impl StoreLocation {
     }
 }
 
-/// `url` without its password (`redis://user:secret@host` becomes `redis://user:***@host`).
+/// Whether a query parameter holds a secret (`password`, `ssl_password`, `token`, `secret`, …).
+fn secret_param(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "key"]
+        .iter()
+        .any(|s| key.contains(s))
+        && key != "key_prefix"
+}
+
+/// `url` without its secrets: the userinfo password (`redis://user:secret@host` becomes
+/// `redis://user:***@host`) and the values of query parameters that name one
+/// (`?password=…`, `?ssl_keyfile_password=…`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
+            format!("{user}:***@{host}")
         }
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    let query = query.map(|q| {
+        let (q, fragment) = q.split_once('#').map_or((q, None), |(q, f)| (q, Some(f)));
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if secret_param(k) => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        let mut out = format!("?{}", pairs.join("&"));
+        if let Some(f) = fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+        out
+    });
+    format!("{scheme}://{authority}{path}{}", query.unwrap_or_default())
 }
 
 /// The settings of every command, resolved.
@@ -419,6 +451,14 @@ mod tests {
             "postgres://u:***@db/x?sslmode=require"
         );
         assert_eq!(redact_url("memory://"), "memory://");
+        assert_eq!(
+            redact_url("redis://h:6379/0?password=hunter2&key_prefix=app:&ssl_keyfile_password=x"),
+            "redis://h:6379/0?password=***&key_prefix=app:&ssl_keyfile_password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://db/x?user=u&sslmode=require"),
+            "postgres://db/x?user=u&sslmode=require"
+        );
         assert!(
             !StoreLocation::Url("redis://:pw@h".into())
                 .describe()

@@ -89,7 +89,7 @@ impl Opened {
         Ok(builder.build().await?)
     }
 
-    async fn close(&self) {
+    async fn close(&self) -> Result<(), CliError> {
         let result = match self {
             Self::Memory { .. } => Ok(()),
             Self::File(s) => {
@@ -103,9 +103,10 @@ impl Opened {
             Self::Redis(s) => s.close().await,
             Self::Postgres(s) => s.close().await,
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, provider = self.name(), "closing a store failed");
-        }
+        result.map_err(|e| {
+            tracing::error!(error = %e, provider = self.name(), "closing a store failed");
+            CliError::from(e)
+        })
     }
 }
 
@@ -280,12 +281,20 @@ impl Stores {
     }
 
     /// Closes every store: the file store's journal is synced and its lock released.
-    pub async fn close(&self) {
-        if let Err(e) = self.manager.close().await {
-            tracing::warn!(error = %e, "closing the session store failed");
-        }
+    ///
+    /// # Errors
+    /// The first store that failed to close (every store is still closed).
+    pub async fn close(&self) -> Result<(), CliError> {
+        let mut first = self.manager.close().await.map_err(|e| {
+            tracing::error!(error = %e, "closing the session store failed");
+            CliError::from(e)
+        });
         for o in &self.opened {
-            o.close().await;
+            let closed = o.close().await;
+            if first.is_ok() {
+                first = closed;
+            }
         }
+        first
     }
 }

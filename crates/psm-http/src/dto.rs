@@ -53,7 +53,7 @@ pub const MAX_SESSION_LIMIT: u32 = 1_000_000;
 pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// Body of `POST /v1/auth/register`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     /// 3 to 64 ASCII letters, digits, `.`, `-`, `_`; unique case-insensitively.
@@ -69,6 +69,15 @@ pub struct RegisterBody {
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+}
+
+impl std::fmt::Debug for RegisterBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterBody")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Body of `POST /v1/auth/login`.
@@ -187,7 +196,7 @@ impl From<User> for UserView {
 }
 
 /// Body of `POST /v1/users` (administrators create accounts with chosen permissions).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
     /// 3 to 64 ASCII letters, digits, `.`, `-`, `_`.
@@ -237,6 +246,16 @@ pub struct UserListView {
     pub limit: u64,
     /// The offset asked for.
     pub offset: u64,
+}
+
+impl std::fmt::Debug for CreateUserBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserBody")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A session's record and ttl state.

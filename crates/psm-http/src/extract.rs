@@ -50,10 +50,9 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
         JsonRejection::JsonDataError(e) => Problem::new(
             StatusCode::BAD_REQUEST,
             codes::INVALID_BODY,
-            // serde's message names the field and what was expected, never the value.
             format!(
                 "the body does not match the expected shape: {}",
-                e.body_text()
+                without_values(&e.body_text())
             ),
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -69,6 +68,21 @@ fn json_problem(rejection: &JsonRejection) -> Problem {
             "the body could not be read",
         ),
     }
+}
+
+/// serde's message with the offending values cut out: it keeps the field's path and what was
+/// expected (`invalid type: string "hunter2", expected u64` becomes `invalid type, expected u64`).
+fn without_values(message: &str) -> String {
+    let mut out = message.to_owned();
+    for marker in ["invalid type: ", "invalid value: ", "invalid length "] {
+        while let Some(at) = out.find(marker) {
+            let rest = &out[at + marker.len()..];
+            let end = rest.find(", expected").map_or(rest.len(), |e| e);
+            let head = marker.trim_end_matches([':', ' ']);
+            out = format!("{}{head}{}", &out[..at], &rest[end..]);
+        }
+    }
+    out
 }
 
 /// A query string decoded into `T`.
@@ -179,6 +193,22 @@ mod tests {
             builder = builder.header(header::AUTHORIZATION, a);
         }
         builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn data_errors_keep_the_field_and_drop_the_value() {
+        let m =
+            "password: invalid type: integer `12345678901`, expected a string at line 1 column 40";
+        assert_eq!(
+            without_values(m),
+            "password: invalid type, expected a string at line 1 column 40"
+        );
+        let m = "ttl: invalid value: integer `-1`, expected u64";
+        assert_eq!(without_values(m), "ttl: invalid value, expected u64");
+        assert_eq!(
+            without_values("unknown field `tll`, expected one of `ttl`"),
+            "unknown field `tll`, expected one of `ttl`"
+        );
     }
 
     #[test]

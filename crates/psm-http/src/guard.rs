@@ -14,6 +14,7 @@ use std::{
     marker::PhantomData,
     sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use axum::{
@@ -28,7 +29,7 @@ use psm::{
 };
 use tower::{Layer, Service};
 
-use crate::{extract::bearer_token, problem::Problem};
+use crate::{extract::bearer_token, metrics::Metrics, problem::Problem, state::result_label};
 
 /// The authenticated caller: the session the request came with and what it holds.
 #[derive(Debug, Clone)]
@@ -81,6 +82,14 @@ pub struct PermissionGuard {
     manager: PermissionStorageManager,
     auth: Option<AuthService>,
     session_header: Option<HeaderName>,
+    /// psm's own API counts the guard's store reads (`/metrics`).
+    observer: Option<Observer>,
+}
+
+#[derive(Clone)]
+struct Observer {
+    metrics: Metrics,
+    tokens_provider: String,
 }
 
 impl fmt::Debug for PermissionGuard {
@@ -100,6 +109,7 @@ impl PermissionGuard {
             manager,
             auth: Some(auth),
             session_header: None,
+            observer: None,
         }
     }
 
@@ -110,6 +120,7 @@ impl PermissionGuard {
             manager,
             auth: None,
             session_header: Some(name),
+            observer: None,
         }
     }
 
@@ -118,6 +129,34 @@ impl PermissionGuard {
     pub fn session_header(mut self, name: HeaderName) -> Self {
         self.session_header = Some(name);
         self
+    }
+
+    /// Counts the guard's reads in `metrics` (the session store under its provider, the token
+    /// epoch read under `tokens_provider`).
+    pub(crate) fn observed(mut self, metrics: Metrics, tokens_provider: String) -> Self {
+        self.observer = Some(Observer {
+            metrics,
+            tokens_provider,
+        });
+        self
+    }
+
+    fn record<T>(
+        &self,
+        tokens: bool,
+        operation: &'static str,
+        out: &psm::Result<T>,
+        start: Instant,
+    ) {
+        if let Some(o) = &self.observer {
+            let provider = if tokens {
+                o.tokens_provider.as_str()
+            } else {
+                self.manager.provider_name()
+            };
+            o.metrics
+                .store_op(provider, operation, result_label(out), start.elapsed());
+        }
     }
 
     /// The manager whose sessions the guard reads.
@@ -156,11 +195,10 @@ impl PermissionGuard {
             ));
         };
         let token = bearer_token(parts)?;
-        let claims = auth
-            .token_service()
-            .verify_access_strict(token)
-            .await
-            .map_err(Problem::from)?;
+        let start = Instant::now();
+        let verified = auth.token_service().verify_access_strict(token).await;
+        self.record(true, "verify_access_strict", &verified, start);
+        let claims = verified.map_err(Problem::from)?;
         let (Ok(sid), Ok(user)) = (SessionId::parse(&claims.sid), UserId::parse(&claims.sub))
         else {
             return Err(Problem::from(psm::Error::new(
@@ -198,11 +236,10 @@ impl PermissionGuard {
         sid: SessionId,
         user: Option<UserId>,
     ) -> Result<Principal, Problem> {
-        let data = self
-            .manager
-            .get_permissions(sid.as_str())
-            .await
-            .map_err(Problem::from)?;
+        let start = Instant::now();
+        let read = self.manager.get_permissions(sid.as_str()).await;
+        self.record(false, "get_permissions", &read, start);
+        let data = read.map_err(Problem::from)?;
         match data {
             Some(data) if user.as_ref().is_none_or(|u| *u == data.user_id) => Ok(Principal {
                 user_id: data.user_id,

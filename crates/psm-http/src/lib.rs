@@ -28,13 +28,13 @@
 pub mod dto;
 mod extract;
 mod guard;
+mod limiter;
 mod metrics;
 mod openapi;
 pub mod problem;
 mod routes;
+mod serve;
 mod state;
-
-use std::{future::Future, net::SocketAddr};
 
 pub use extract::{ApiJson, ApiQuery, SessionPath, UserPath, bearer_token};
 pub use guard::{
@@ -45,23 +45,5 @@ pub use metrics::{PoolGauge, PoolSource};
 pub use openapi::{ApiDoc, openapi};
 pub use problem::Problem;
 pub use routes::router;
+pub use serve::{ServeOptions, Stopped, serve, serve_with};
 pub use state::{ADMIN_PERMISSION, Api, ApiBuilder, DEFAULT_USER_PERMISSION, HttpConfig};
-
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish.
-///
-/// Peer addresses are passed to the handlers (login throttling counts failures per client).
-///
-/// # Errors
-/// I/O errors of the listener.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}

@@ -30,6 +30,8 @@ const REQUEST_SECONDS: &str = "psm_http_request_duration_seconds";
 const STORE_OPS: &str = "psm_store_operations_total";
 const STORE_SECONDS: &str = "psm_store_operation_duration_seconds";
 const POOL: &str = "psm_pool_connections";
+const AUTH_OPS: &str = "psm_auth_operations_total";
+const AUTH_SECONDS: &str = "psm_auth_operation_duration_seconds";
 
 /// Latency buckets in seconds, from 100 µs to 10 s.
 const BUCKETS: [f64; 15] = [
@@ -84,9 +86,10 @@ impl Equivalent<RequestKey> for RequestRef<'_> {
     }
 }
 
-/// The label set of a store operation.
+/// The label set of a store operation (an auth operation has no provider).
 #[derive(PartialEq, Eq, Hash)]
 struct OpKey {
+    auth: bool,
     provider: Box<str>,
     operation: &'static str,
     result: &'static str,
@@ -94,6 +97,7 @@ struct OpKey {
 
 #[derive(Hash)]
 struct OpRef<'a> {
+    auth: bool,
     provider: &'a str,
     operation: &'static str,
     result: &'static str,
@@ -167,6 +171,16 @@ impl Metrics {
             Some(Unit::Seconds),
             "store operation latency by provider and operation".into(),
         );
+        recorder.describe_counter(
+            AUTH_OPS.into(),
+            None,
+            "auth operations (login, register, refresh, ...) by operation and result".into(),
+        );
+        recorder.describe_histogram(
+            AUTH_SECONDS.into(),
+            Some(Unit::Seconds),
+            "auth operation latency by operation".into(),
+        );
         recorder.describe_gauge(
             POOL.into(),
             None,
@@ -220,6 +234,11 @@ impl Metrics {
         handles.seconds.record(elapsed.as_secs_f64());
     }
 
+    /// Counts a request no route matched (`route="unmatched"`; answered at once).
+    pub(crate) fn unmatched(&self, method: &Method, status: u16) {
+        self.request(method, "unmatched", status, Duration::ZERO);
+    }
+
     /// Counts one store operation of `provider`.
     pub(crate) fn store_op(
         &self,
@@ -228,7 +247,24 @@ impl Metrics {
         result: &'static str,
         elapsed: Duration,
     ) {
+        self.op(false, provider, operation, result, elapsed);
+    }
+
+    /// Counts one auth operation (it reaches several stores, so it has no provider).
+    pub(crate) fn auth_op(&self, operation: &'static str, result: &'static str, elapsed: Duration) {
+        self.op(true, "", operation, result, elapsed);
+    }
+
+    fn op(
+        &self,
+        auth: bool,
+        provider: &str,
+        operation: &'static str,
+        result: &'static str,
+        elapsed: Duration,
+    ) {
         let borrowed = OpRef {
+            auth,
             provider,
             operation,
             result,
@@ -237,22 +273,27 @@ impl Metrics {
         let handles = match found {
             Some(h) => h,
             None => {
-                let p = Label::new("provider", provider.to_owned());
                 let o = Label::new("operation", operation);
+                let r = Label::new("result", result);
+                let (count, seconds) = if auth {
+                    (
+                        Key::from_parts(AUTH_OPS, vec![o.clone(), r]),
+                        Key::from_parts(AUTH_SECONDS, vec![o]),
+                    )
+                } else {
+                    let p = Label::new("provider", provider.to_owned());
+                    (
+                        Key::from_parts(STORE_OPS, vec![p.clone(), o.clone(), r]),
+                        Key::from_parts(STORE_SECONDS, vec![p, o]),
+                    )
+                };
                 let h = Handles {
-                    count: self.recorder.register_counter(
-                        &Key::from_parts(
-                            STORE_OPS,
-                            vec![p.clone(), o.clone(), Label::new("result", result)],
-                        ),
-                        &METADATA,
-                    ),
-                    seconds: self
-                        .recorder
-                        .register_histogram(&Key::from_parts(STORE_SECONDS, vec![p, o]), &METADATA),
+                    count: self.recorder.register_counter(&count, &METADATA),
+                    seconds: self.recorder.register_histogram(&seconds, &METADATA),
                 };
                 self.ops.write().insert(
                     OpKey {
+                        auth,
                         provider: provider.into(),
                         operation,
                         result,

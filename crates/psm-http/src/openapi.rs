@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use utoipa::{
     IntoResponses, Modify, OpenApi,
     openapi::{
-        ContentBuilder, RefOr, Response, ResponseBuilder,
+        ContentBuilder, Header, HeaderBuilder, ObjectBuilder, RefOr, Response, ResponseBuilder,
+        Type,
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -17,9 +18,25 @@ use crate::{
     routes,
 };
 
-fn problem(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
+fn header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+fn problem(status: u16, description: &str) -> RefOr<Response> {
+    let mut response = ResponseBuilder::new().description(description);
+    if matches!(status, 429 | 503) {
+        response = response.header("Retry-After", header("seconds to wait before retrying"));
+    }
+    if status == 401 {
+        response = response.header(
+            "WWW-Authenticate",
+            header("a Bearer challenge, on routes that take a bearer token"),
+        );
+    }
+    response
         .content(
             PROBLEM_JSON,
             ContentBuilder::new()
@@ -38,7 +55,7 @@ macro_rules! problems {
         pub(crate) struct $name;
         impl IntoResponses for $name {
             fn responses() -> BTreeMap<String, RefOr<Response>> {
-                BTreeMap::from([$(($status.to_string(), problem($text))),+])
+                BTreeMap::from([$(($status.to_string(), problem($status, $text))),+])
             }
         }
     };
@@ -141,6 +158,7 @@ impl Modify for Security {
         routes::health::healthz,
         routes::health::readyz,
         routes::health::metrics,
+        routes::health::openapi_json,
     ),
     components(schemas(
         ProblemBody,

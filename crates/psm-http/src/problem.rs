@@ -70,9 +70,12 @@ pub struct Problem {
     detail: String,
     retry_after: Option<u64>,
     extensions: Map<String, Value>,
+    /// Whether a 401 carries a `WWW-Authenticate: Bearer` challenge (not when the credential was
+    /// a password or a refresh token in the body).
+    challenge: bool,
 }
 
-/// The JSON body of a problem (for the OpenAPI document; [`Problem`] writes it).
+/// The JSON body of a problem (for the OpenAPI document; `Problem` writes it).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Problem)]
 pub struct ProblemBody {
@@ -104,7 +107,15 @@ impl Problem {
             detail: detail.into(),
             retry_after: None,
             extensions: Map::new(),
+            challenge: true,
         }
+    }
+
+    /// Answers without a `WWW-Authenticate` challenge: for routes whose credential is in the body.
+    #[must_use]
+    pub fn without_challenge(mut self) -> Self {
+        self.challenge = false;
+        self
     }
 
     /// 401 with the `unauthorized` code.
@@ -208,7 +219,8 @@ impl From<Error> for Problem {
             let mut problem = Self::new(status, kind.code(), detail);
             if status == StatusCode::INTERNAL_SERVER_ERROR {
                 problem.code = codes::INTERNAL;
-            } else if kind.is_retryable() || kind == ErrorKind::ProviderNotInitialized {
+            } else {
+                // Every 503 says when to come back.
                 problem.retry_after = Some(1);
             }
             return problem;
@@ -257,7 +269,7 @@ impl IntoResponse for Problem {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status == StatusCode::UNAUTHORIZED && self.challenge {
             let challenge = if self.code == codes::UNAUTHORIZED {
                 "Bearer realm=\"psm\""
             } else {

@@ -10,6 +10,7 @@ use psm::{
 
 use crate::{
     guard::PermissionGuard,
+    limiter::Limiter,
     metrics::{Metrics, PoolSource},
 };
 
@@ -37,6 +38,11 @@ pub struct HttpConfig {
     pub trust_forwarded_for: bool,
     /// Also accept a session id in this header where a bearer token is expected.
     pub session_header: Option<HeaderName>,
+    /// Registrations one client may attempt per [`registration_window`](Self::registration_window)
+    /// (default 10); beyond it, 429 with `Retry-After`.
+    pub registrations_per_client: u32,
+    /// The window of [`registrations_per_client`](Self::registrations_per_client) (default 1 h).
+    pub registration_window: Duration,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +54,8 @@ impl Default for HttpConfig {
             default_permissions: vec![DEFAULT_USER_PERMISSION.to_owned()],
             trust_forwarded_for: false,
             session_header: None,
+            registrations_per_client: 10,
+            registration_window: Duration::from_secs(3600),
         }
     }
 }
@@ -64,6 +72,7 @@ struct Inner {
     guard: PermissionGuard,
     config: HttpConfig,
     default_permissions: PermissionList,
+    registrations: Limiter,
     metrics: Metrics,
     token_state: Option<DynTokenStateStore>,
     cache: Option<DynCache>,
@@ -124,6 +133,11 @@ impl Api {
         &self.inner.default_permissions
     }
 
+    /// The registration throttle.
+    pub(crate) fn registrations(&self) -> &Limiter {
+        &self.inner.registrations
+    }
+
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
@@ -146,9 +160,23 @@ impl Api {
             .await
     }
 
-    /// Runs an auth operation (which reaches the user, session and token stores), counted under
-    /// the user store's provider.
+    /// Runs an auth operation (which reaches the user, session and token stores), counted as an
+    /// auth operation.
     pub(crate) async fn auth_op<T>(
+        &self,
+        operation: &'static str,
+        f: impl Future<Output = psm::Result<T>>,
+    ) -> psm::Result<T> {
+        let start = Instant::now();
+        let out = f.await;
+        self.inner
+            .metrics
+            .auth_op(operation, result_label(&out), start.elapsed());
+        out
+    }
+
+    /// Runs a read of the user store, counted under its provider.
+    pub(crate) async fn users_op<T>(
         &self,
         operation: &'static str,
         f: impl Future<Output = psm::Result<T>>,
@@ -165,14 +193,18 @@ impl Api {
     ) -> psm::Result<T> {
         let start = Instant::now();
         let out = f.await;
-        let result = match &out {
-            Ok(_) => "ok",
-            Err(e) => e.kind().code(),
-        };
         self.inner
             .metrics
-            .store_op(provider, operation, result, start.elapsed());
+            .store_op(provider, operation, result_label(&out), start.elapsed());
         out
+    }
+}
+
+/// `ok`, or the error's code.
+pub(crate) fn result_label<T>(out: &psm::Result<T>) -> &'static str {
+    match out {
+        Ok(_) => "ok",
+        Err(e) => e.kind().code(),
     }
 }
 
@@ -230,7 +262,17 @@ impl ApiBuilder {
     pub fn build(self) -> psm::Result<Api> {
         let default_permissions = PermissionList::parse(&self.config.default_permissions)
             .map_err(|e| e.with_detail("field", "default_permissions"))?;
-        let mut guard = PermissionGuard::with_tokens(self.manager.clone(), self.auth.clone());
+        let registrations = Limiter::new(
+            self.config.registrations_per_client,
+            self.config.registration_window,
+        );
+        let metrics = Metrics::new(self.pools);
+        let tokens_provider = self.token_state.as_ref().map_or_else(
+            || "token_state".to_owned(),
+            |t| t.provider_name().to_owned(),
+        );
+        let mut guard = PermissionGuard::with_tokens(self.manager.clone(), self.auth.clone())
+            .observed(metrics.clone(), tokens_provider);
         if let Some(name) = &self.config.session_header {
             guard = guard.session_header(name.clone());
         }
@@ -241,7 +283,8 @@ impl ApiBuilder {
                 guard,
                 config: self.config,
                 default_permissions,
-                metrics: Metrics::new(self.pools),
+                registrations,
+                metrics,
                 token_state: self.token_state,
                 cache: self.cache,
             }),

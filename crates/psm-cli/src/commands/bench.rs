@@ -103,9 +103,7 @@ async fn measure(
                     errors += 1;
                 }
                 latencies.push(u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX));
-                if k.is_multiple_of(256) {
-                    progress.inc(256.min(per_task as u64));
-                }
+                progress.inc(1);
             }
             (latencies, errors)
         })
@@ -210,6 +208,7 @@ pub(crate) async fn run(settings: &Settings, args: &BenchArgs) -> Result<u8, Cli
             "{:<18} {:>9} {:>12} {:>9} {:>9} {:>7}",
             "operation", "ops", "ops/s", "p50 µs", "p99 µs", "errors"
         ))?;
+        let rows_errors: u64 = rows.iter().map(|r| r.5).sum();
         for (name, ops, rate, p50, p99, errors) in rows {
             out(&format!(
                 "{name:<18} {ops:>9} {rate:>12.0} {p50:>9} {p99:>9} {errors:>7}"
@@ -218,6 +217,13 @@ pub(crate) async fn run(settings: &Settings, args: &BenchArgs) -> Result<u8, Cli
         out(&format!(
             "(seeding errors: {seed_errors}; bench sessions removed: {removed})"
         ))?;
+        let errors: u64 = seed_errors + rows_errors;
+        if errors > 0 {
+            return Err(CliError::new(
+                exit::FAILURE,
+                format!("{errors} operations failed during the bench"),
+            ));
+        }
         Ok(exit::OK)
     })
     .await

@@ -39,8 +39,10 @@ pub(crate) async fn with_stores<T>(
 ) -> Result<T, CliError> {
     let stores = Stores::open(settings, default_ttl).await?;
     let result = f(&stores).await;
-    stores.close().await;
-    result
+    let closed = stores.close().await;
+    // The command's own error wins; a store that fails to close fails a command that succeeded.
+    let value = result?;
+    closed.map(|()| value)
 }
 
 /// `psm migrate`: runs the PostgreSQL migrations of the configured stores (before anything else

@@ -65,8 +65,8 @@ pub(crate) async fn run(settings: &Settings, command: UsersCommand) -> Result<u8
         _ => None,
     };
     with_stores(settings, None, async |stores| {
-        let keys = keys::load_or_create(&settings.jwt_secret_file)?;
-        let auth = stores.auth(keys, AuthConfig::default(), TokenConfig::new("psm", "psm"))?;
+        // These commands issue no token: a throwaway key, so they never create the secret file.
+        let auth = stores.auth(keys::ephemeral()?, AuthConfig::default(), TokenConfig::new("psm", "psm"))?;
         match command {
             UsersCommand::Create {
                 email,
@@ -81,6 +81,7 @@ pub(crate) async fn run(settings: &Settings, command: UsersCommand) -> Result<u8
                 if admin && !permissions.iter().any(|p| p == ADMIN_PERMISSION) {
                     permissions.push(ADMIN_PERMISSION.to_owned());
                 }
+                let given = username.is_some();
                 let username = username.unwrap_or_else(|| {
                     email
                         .split('@')
@@ -90,6 +91,11 @@ pub(crate) async fn run(settings: &Settings, command: UsersCommand) -> Result<u8
                         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
                         .collect()
                 });
+                if !given && psm::auth::Username::parse(&username).is_err() {
+                    return Err(CliError::invalid(format!(
+                        "the email's local part does not make a valid username ({username:?}): pass --username (3 to 64 letters, digits, '.', '-', '_')"
+                    )));
+                }
                 let user = auth
                     .register(RegisterRequest {
                         username,

@@ -1,6 +1,9 @@
 //! `/v1/auth/*`: registration, login, refresh, logout and revoke-all.
 
-use std::net::SocketAddr;
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Instant,
+};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts, State},
@@ -28,15 +31,17 @@ impl FromRequestParts<Api> for Client {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, Self::Rejection> {
+        // The proxy appends the address it saw: the rightmost entry is the one a client cannot
+        // choose. Anything that is not an address is ignored.
         let forwarded = api
             .config()
             .trust_forwarded_for
-            .then(|| parts.headers.get("x-forwarded-for"))
+            .then(|| parts.headers.get_all("x-forwarded-for").iter().next_back())
             .flatten()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_string());
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -55,6 +60,17 @@ impl FromRequestParts<Api> for Client {
     }
 }
 
+/// A token response: never stored by a cache (RFC 6749 §5.1).
+fn no_store(view: TokenView) -> impl IntoResponse {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        axum::Json(view),
+    )
+}
+
 /// Creates an account with the server's default permissions.
 #[utoipa::path(
     post, path = "/v1/auth/register", tag = "auth",
@@ -67,6 +83,7 @@ impl FromRequestParts<Api> for Client {
 )]
 pub(crate) async fn register(
     State(api): State<Api>,
+    Client(client): Client,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<impl IntoResponse, Problem> {
     if !api.config().registration {
@@ -76,6 +93,15 @@ pub(crate) async fn register(
             "self-registration is closed on this server",
         ));
     }
+    if let Err(refused) = api.registrations().attempt(&client.key, Instant::now()) {
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            psm::ErrorKind::RateLimited.code(),
+            "too many registrations from this client; retry later",
+        )
+        .with("scope", if refused.global { "global" } else { "client" })
+        .retry_after(refused.retry_after));
+    }
     let request = RegisterRequest {
         username: body.username,
         email: body.email,
@@ -84,7 +110,8 @@ pub(crate) async fn register(
     };
     let user = api
         .auth_op("register", api.auth().register(request))
-        .await?;
+        .await
+        .map_err(|e| Problem::from(e).without_challenge())?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(user))))
 }
 
@@ -102,17 +129,17 @@ pub(crate) async fn login(
     State(api): State<Api>,
     Client(client): Client,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<axum::Json<TokenView>, Problem> {
+) -> Result<impl IntoResponse, Problem> {
     let request = LoginRequest {
         email: body.email,
         password: body.password,
         client,
     };
-    let outcome = api.auth_op("login", api.auth().login(request)).await?;
-    Ok(axum::Json(TokenView::new(
-        outcome.tokens,
-        SystemClock.now(),
-    )))
+    let outcome = api
+        .auth_op("login", api.auth().login(request))
+        .await
+        .map_err(|e| Problem::from(e).without_challenge())?;
+    Ok(no_store(TokenView::new(outcome.tokens, SystemClock.now())))
 }
 
 /// Trades a refresh token for a new pair (the old one is spent; presenting it again ends the
@@ -129,11 +156,12 @@ pub(crate) async fn login(
 pub(crate) async fn refresh(
     State(api): State<Api>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<axum::Json<TokenView>, Problem> {
+) -> Result<impl IntoResponse, Problem> {
     let pair = api
         .auth_op("refresh", api.auth().refresh(&body.refresh_token))
-        .await?;
-    Ok(axum::Json(TokenView::new(pair, SystemClock.now())))
+        .await
+        .map_err(|e| Problem::from(e).without_challenge())?;
+    Ok(no_store(TokenView::new(pair, SystemClock.now())))
 }
 
 /// Logs out: revokes the refresh token's family and ends its session.
@@ -151,7 +179,8 @@ pub(crate) async fn logout(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<StatusCode, Problem> {
     api.auth_op("logout", api.auth().logout(&body.refresh_token))
-        .await?;
+        .await
+        .map_err(|e| Problem::from(e).without_challenge())?;
     Ok(StatusCode::NO_CONTENT)
 }
 

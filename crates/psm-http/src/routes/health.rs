@@ -125,6 +125,10 @@ pub(crate) async fn metrics(State(api): State<Api>) -> Response {
 }
 
 /// This API's OpenAPI document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
 pub(crate) async fn openapi_json() -> Response {
     Json(openapi::openapi()).into_response()
 }

@@ -59,9 +59,8 @@ pub(crate) async fn revoke(
         .sessions_op("get_permissions", manager.get_permissions(id.as_str()))
         .await?
         .map(|d| d.user_id);
-    // Someone else's session is as invisible as a missing one.
     if owner.as_ref() != Some(&caller.user_id) {
-        return Err(Problem::not_found("no such session of yours"));
+        return Err(not_yours());
     }
     let ended = api
         .sessions_op(
@@ -72,8 +71,16 @@ pub(crate) async fn revoke(
     if ended {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Problem::not_found("no such session of yours"))
+        Err(not_yours())
     }
+}
+
+/// Another user's session is as invisible as a missing one: the same answer as the admin route's.
+fn not_yours() -> Problem {
+    Problem::from(psm::Error::new(
+        psm::ErrorKind::SessionNotFound,
+        "no live session of yours with this id",
+    ))
 }
 
 /// Every live session of `user` with its info, oldest first.
@@ -88,9 +95,10 @@ pub(crate) async fn sessions_of(api: &Api, user: &UserId) -> Result<Vec<SessionV
                 manager.list_sessions_page(Some(user.as_str()), page),
             )
             .await?;
-        let done = batch.len() < page.limit() || ids.len() as u64 >= MAX_LISTED;
+        let done = batch.len() < page.limit();
         ids.extend(batch);
-        if done {
+        if done || ids.len() as u64 >= MAX_LISTED {
+            ids.truncate(usize::try_from(MAX_LISTED).unwrap_or(usize::MAX));
             break;
         }
         page = page.next();

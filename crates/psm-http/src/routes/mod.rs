@@ -67,9 +67,15 @@ pub fn router(api: Api) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi_json))
-        // Counted and traced under the route template; these run only for matched routes. One log
-        // line per request is at debug (failures are logged at error by the layer, store errors
-        // where they become problems), so a busy server at the default `info` writes no lines.
+        // Innermost first: the timeout, then counting and tracing under the route template, so
+        // a timed-out request is counted and traced too. These run only for matched routes; the
+        // fallbacks count themselves as `unmatched`. One log line per request is at debug
+        // (failures are logged at error by the layer, store errors where they become problems),
+        // so a busy server at the default `info` writes no lines.
+        .route_layer(middleware::from_fn_with_state(
+            config.request_timeout,
+            timeout,
+        ))
         .route_layer(middleware::from_fn_with_state(api.clone(), track))
         .route_layer(
             TraceLayer::new_for_http()
@@ -85,19 +91,19 @@ pub fn router(api: Api) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            config.request_timeout,
-            timeout,
-        ))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(api)
 }
 
-async fn not_found() -> Problem {
+async fn not_found(State(api): State<Api>, method: Method) -> Problem {
+    api.metrics()
+        .unmatched(&method, StatusCode::NOT_FOUND.as_u16());
     Problem::not_found("no such route")
 }
 
-async fn method_not_allowed(method: Method) -> Problem {
+async fn method_not_allowed(State(api): State<Api>, method: Method) -> Problem {
+    api.metrics()
+        .unmatched(&method, StatusCode::METHOD_NOT_ALLOWED.as_u16());
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         codes::METHOD_NOT_ALLOWED,

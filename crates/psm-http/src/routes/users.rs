@@ -75,7 +75,7 @@ pub(crate) async fn list(
         .transpose()
         .map_err(|e| Problem::from(e.with_detail("field", "permission")))?;
     let users = api
-        .auth_op(
+        .users_op(
             "list_users",
             api.auth().users().list_users(permission, page),
         )
@@ -108,7 +108,7 @@ pub(crate) async fn get(
         }
     }
     let user = api
-        .auth_op("get_user", api.auth().users().get_user(&id))
+        .users_op("get_user", api.auth().users().get_user(&id))
         .await?
         .ok_or_else(no_user)?;
     Ok(Json(UserView::from(user)))

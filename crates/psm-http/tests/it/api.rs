@@ -206,37 +206,77 @@ async fn every_manager_operation_is_served_to_an_admin() {
 async fn admin_routes_refuse_callers_without_psm_admin() {
     let server = serve().await;
     let user = user_token(&server, "plain@example.com", &["read"]).await;
-    server
-        .api
-        .manager()
-        .store_permissions("sess_x", "someone", ["read"], None, None)
+    let m = server.api.manager();
+    m.store_permissions("sess_x", "someone", ["read"], Some(100), None)
         .await
         .unwrap();
-    for (method, path) in [
-        ("GET", "/v1/sessions"),
-        ("GET", "/v1/sessions/sess_x"),
-        ("DELETE", "/v1/sessions/sess_x"),
-        ("GET", "/v1/sessions/sess_x/check?permission=read"),
-        ("POST", "/v1/sessions/cleanup"),
-        ("DELETE", "/v1/users/someone/sessions"),
-    ] {
-        let r = server
+    let before = m.get_session_info("sess_x").await.unwrap().unwrap();
+    let store = json!({"user_id": "someone", "permissions": ["admin"]});
+    let cases: Vec<(&str, &str, Option<Value>)> = vec![
+        ("GET", "/v1/sessions", None),
+        (
+            "POST",
+            "/v1/sessions",
+            Some(json!({"user_id": "someone", "permissions": ["admin"]})),
+        ),
+        ("POST", "/v1/sessions/cleanup", None),
+        ("GET", "/v1/sessions/sess_x", None),
+        ("PUT", "/v1/sessions/sess_x", Some(store)),
+        ("DELETE", "/v1/sessions/sess_x", None),
+        ("GET", "/v1/sessions/sess_x/permissions", None),
+        (
+            "PUT",
+            "/v1/sessions/sess_x/permissions",
+            Some(json!({"permissions": ["admin"]})),
+        ),
+        (
+            "POST",
+            "/v1/sessions/sess_x/extend",
+            Some(json!({"ttl": 9999})),
+        ),
+        ("GET", "/v1/sessions/sess_x/check?permission=read", None),
+        (
+            "POST",
+            "/v1/sessions/sess_x/check",
+            Some(json!({"permissions": ["read"]})),
+        ),
+        ("GET", "/v1/users", None),
+        (
+            "POST",
+            "/v1/users",
+            Some(
+                json!({"username": "mallory", "email": "m@example.com", "password": "long enough pw", "permissions": ["psm:admin"]}),
+            ),
+        ),
+        ("DELETE", "/v1/users/someone", None),
+        ("DELETE", "/v1/users/someone/sessions", None),
+    ];
+    for (method, path, body) in cases {
+        let mut r = server
             .client
             .request(method.parse().unwrap(), server.url(path))
-            .bearer_auth(&user)
-            .send()
-            .await
-            .unwrap();
-        problem(r, 403, "forbidden").await;
+            .bearer_auth(&user);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        problem(r.send().await.unwrap(), 403, "forbidden").await;
     }
+    // Nothing changed.
+    let after = m.get_session_info("sess_x").await.unwrap().unwrap();
+    assert_eq!(after.data, before.data);
+    assert!(after.ttl_remaining <= Some(100));
+    assert_eq!(
+        m.list_sessions(Some("someone"), 10, 0).await.unwrap().len(),
+        1
+    );
     assert!(
         server
             .api
-            .manager()
-            .get_permissions("sess_x")
+            .auth()
+            .get_user_by_email("m@example.com")
             .await
             .unwrap()
-            .is_some()
+            .is_none()
     );
     server.stop().await;
 }
@@ -283,7 +323,7 @@ async fn callers_see_and_end_only_their_own_sessions() {
         .send()
         .await
         .unwrap();
-    problem(r, 404, "not_found").await;
+    problem(r, 404, "session_not_found").await;
     assert!(
         server
             .api
@@ -493,6 +533,23 @@ async fn a_request_over_its_time_gets_503_request_timeout() {
         .unwrap();
     assert_eq!(r.headers()["retry-after"], "1");
     problem(r, 503, "request_timeout").await;
+    // Counted like any other answer.
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("psm_http_requests_total{")
+                && l.contains("route=\"/v1/auth/register\"")
+                && l.contains("status=\"503\"")),
+        "{text}"
+    );
     server.stop().await;
 }
 
@@ -597,7 +654,172 @@ async fn metrics_count_requests_by_route_and_store_operations_by_provider() {
         text.contains("psm_store_operation_duration_seconds_bucket{"),
         "{text}"
     );
+    // The guard's reads are counted too: the admin's session, once per request.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("psm_store_operations_total{")
+                && l.contains("operation=\"get_permissions\"")
+                && l.ends_with(" 3")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("operation=\"verify_access_strict\"")),
+        "{text}"
+    );
+    // Unmatched routes are counted, under one label.
+    let _ = server
+        .client
+        .get(server.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("psm_http_requests_total{")
+                && l.contains("route=\"unmatched\"")
+                && l.contains("status=\"404\"")),
+        "{text}"
+    );
+    assert!(!text.contains("/no/such/route"));
     server.stop().await;
+}
+
+#[tokio::test]
+async fn logins_are_counted_as_auth_operations_and_never_cached() {
+    let server = serve().await;
+    let _ = user_token(&server, "counted@example.com", &["read"]).await;
+    let r = server
+        .client
+        .post(server.url("/v1/auth/login"))
+        .json(&json!({"email": "counted@example.com", "password": "a long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let r = server
+        .client
+        .post(server.url("/v1/auth/login"))
+        .json(&json!({"email": "counted@example.com", "password": "not the password"}))
+        .send()
+        .await
+        .unwrap();
+    // The credential was a password: no bearer challenge.
+    assert!(r.headers().get("www-authenticate").is_none());
+    problem(r, 401, "invalid_credentials").await;
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for result in ["ok", "invalid_credentials"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("psm_auth_operations_total{")
+                    && l.contains("operation=\"login\"")
+                    && l.contains(&format!("result=\"{result}\""))),
+            "{text}"
+        );
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("psm_store_operations_total{")
+                && l.contains("operation=\"login\""))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn registrations_are_throttled_per_client() {
+    let config = HttpConfig {
+        registrations_per_client: 2,
+        ..HttpConfig::default()
+    };
+    let server = serve_with(auth(), config).await;
+    let register = |n: u32| {
+        server
+            .client
+            .post(server.url("/v1/auth/register"))
+            .json(&json!({"username": format!("flood{n}"), "email": format!("flood{n}@example.com"), "password": "long enough pw"}))
+            .send()
+    };
+    assert_eq!(register(1).await.unwrap().status(), 201);
+    assert_eq!(register(2).await.unwrap().status(), 201);
+    let r = register(3).await.unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 3000, "{retry}");
+    let body = problem(r, 429, "rate_limited").await;
+    assert_eq!(body["scope"], "client");
+    assert!(
+        server
+            .api
+            .auth()
+            .get_user_by_email("flood3@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_addresses_are_trusted_only_when_configured_and_only_the_proxys() {
+    for (trust, header, expected) in [
+        (true, "203.0.113.9, 198.51.100.7", Some("198.51.100.7")),
+        (true, "not-an-ip<script>", Some("127.0.0.1")),
+        (false, "198.51.100.7", Some("127.0.0.1")),
+    ] {
+        let config = HttpConfig {
+            trust_forwarded_for: trust,
+            ..HttpConfig::default()
+        };
+        let server = serve_with(auth(), config).await;
+        let _ = user_token(&server, "fwd@example.com", &["read"]).await;
+        let pair: Value = server
+            .client
+            .post(server.url("/v1/auth/login"))
+            .header("x-forwarded-for", header)
+            .json(&json!({"email": "fwd@example.com", "password": "a long enough password"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sid = pair["session_id"].as_str().unwrap();
+        let data = server
+            .api
+            .manager()
+            .get_permissions(sid)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            data.metadata.as_map()["ip"].as_str(),
+            expected,
+            "trust={trust} header={header}"
+        );
+        server.stop().await;
+    }
 }
 
 #[tokio::test]

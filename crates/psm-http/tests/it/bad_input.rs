@@ -86,6 +86,17 @@ async fn every_bad_request_is_a_problem_and_changes_nothing() {
     )
     .await;
     assert!(body["detail"].as_str().unwrap().contains("tll"), "{body}");
+    let secret = json!({"user_id": "u2", "permissions": ["w"], "ttl": "hunter2-secret"});
+    let body = problem(
+        put(secret.to_string(), json_ct).await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    assert!(
+        !body["detail"].as_str().unwrap().contains("hunter2"),
+        "{body}"
+    );
     for (bad, code) in [
         (
             json!({"user_id": 5, "permissions": ["write"]}),
