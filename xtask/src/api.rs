@@ -8,8 +8,8 @@
 //! fuzzing phases, and the stateful phase, both without the operations that can end the caller's
 //! own access (schemathesis reuses ids it saw in responses, such as the caller's own user and
 //! session id from `/v1/me`), and required to stay authenticated (`xtask/schemathesis.toml` fails
-//! a run in which an operation only ever got 401/403); then those operations alone (`revoke-all`,
-//! deleting a user, a user's sessions or one of one's own sessions). Each run stops the server with
+//! a run in which an operation only ever got 401/403); then each of those operations alone
+//! (`revoke-all`, deleting a user, ending a user's sessions, ending one of one's own sessions). Each run stops the server with
 //! SIGTERM, which must exit cleanly. Schema-valid input
 //! the server refuses (`positive_data_acceptance`) is not checked: JSON Schema counts `maxLength`
 //! in code points where psm's rules count UTF-8 bytes, and emails are validated beyond any pattern.
@@ -181,7 +181,7 @@ fn with_server(
     );
     let config = workspace_root().join("xtask/schemathesis.toml");
     let config = config.to_string_lossy().into_owned();
-    let runs: [(&str, bool, &[&str]); 3] = [
+    let runs: [(&str, bool, &[&str]); 6] = [
         (
             "examples, coverage and fuzzing",
             true,
@@ -197,10 +197,27 @@ fn with_server(
             true,
             &["--phases", "stateful", "--exclude-name-regex", SELF_ENDING],
         ),
+        // Each alone, with an administrator of its own: it may end that administrator's access
+        // at any point of its run, never another operation's.
         (
-            "operations that end the caller's own access",
+            "revoke-all",
             false,
-            &["--include-name-regex", SELF_ENDING],
+            &["--include-name", "POST /v1/auth/revoke-all"],
+        ),
+        (
+            "delete a user",
+            false,
+            &["--include-name", "DELETE /v1/users/{id}"],
+        ),
+        (
+            "end a user's sessions",
+            false,
+            &["--include-name", "DELETE /v1/users/{id}/sessions"],
+        ),
+        (
+            "end one of one's sessions",
+            false,
+            &["--include-name", "DELETE /v1/me/sessions/{id}"],
         ),
     ];
     for (index, (name, authenticated, extra)) in runs.into_iter().enumerate() {
