@@ -121,6 +121,33 @@ pub(crate) struct Metrics {
     // every call; this cache is looked up with borrowed labels.
     requests: Arc<RwLock<HashMap<RequestKey, Handles>>>,
     ops: Arc<RwLock<HashMap<OpKey, Handles>>>,
+    /// The upkeep task runs while this lives (every clone of the API holds it).
+    _alive: Arc<()>,
+}
+
+/// How often histogram samples are folded into their buckets. The recorder keeps every sample
+/// until then: without upkeep, a server nobody scrapes would grow without bound.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds samples every [`UPKEEP`] until the metrics are dropped (when built inside a runtime;
+/// otherwise `render` folds them, at each scrape).
+fn spawn_upkeep(handle: &PrometheusHandle, alive: &Arc<()>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let handle = handle.clone();
+    let alive = Arc::downgrade(alive);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            handle.run_upkeep();
+        }
+    });
 }
 
 impl fmt::Debug for Metrics {
@@ -186,12 +213,15 @@ impl Metrics {
             None,
             "connection pool state by provider and state (size, available, waiting, max)".into(),
         );
+        let alive = Arc::new(());
+        spawn_upkeep(&handle, &alive);
         Self {
             recorder: Arc::new(recorder),
             handle,
             pools,
             requests: Arc::default(),
             ops: Arc::default(),
+            _alive: alive,
         }
     }
 

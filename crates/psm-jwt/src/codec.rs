@@ -95,8 +95,18 @@ pub(crate) fn verify_signature(
     }
     let message_len = token.len() - signature.len() - 1;
     let message = &token.as_bytes()[..message_len];
-    let verified = crypto::verify(signature, message, key.decoding(), key.algorithm().to_jwt())
-        .unwrap_or(false);
+    let verified = match key.hmac_verifier() {
+        // HMAC with the key prepared once; `hmac::verify` compares in constant time.
+        Some(hmac_key) => {
+            let mut tag = [0u8; 64];
+            match URL_SAFE_NO_PAD.decode_slice(signature, &mut tag) {
+                Ok(n) => aws_lc_rs::hmac::verify(hmac_key, message, &tag[..n]).is_ok(),
+                Err(_) => false,
+            }
+        }
+        None => crypto::verify(signature, message, key.decoding(), key.algorithm().to_jwt())
+            .unwrap_or(false),
+    };
     if !verified {
         return Err(invalid("token signature is invalid"));
     }

@@ -3,6 +3,7 @@
 
 use std::{fmt, sync::Arc};
 
+use aws_lc_rs::hmac;
 use jsonwebtoken::{DecodingKey, EncodingKey, crypto, jwk::EllipticCurve};
 use psm_core::{Error, Result};
 
@@ -28,6 +29,19 @@ pub struct SigningKey {
     alg: Algorithm,
     encoding: Option<EncodingKey>,
     decoding: DecodingKey,
+    /// For HMAC keys, the verification key prepared once (jsonwebtoken's verify prepares it on
+    /// every call).
+    hmac: Option<hmac::Key>,
+}
+
+fn hmac_key(alg: Algorithm, secret: &[u8]) -> Option<hmac::Key> {
+    let algorithm = match alg {
+        Algorithm::HS256 => hmac::HMAC_SHA256,
+        Algorithm::HS384 => hmac::HMAC_SHA384,
+        Algorithm::HS512 => hmac::HMAC_SHA512,
+        _ => return None,
+    };
+    Some(hmac::Key::new(algorithm, secret))
 }
 
 fn check_kid(kid: &str) -> Result<()> {
@@ -130,6 +144,7 @@ impl SigningKey {
             alg,
             encoding: Some(EncodingKey::from_secret(secret)),
             decoding: DecodingKey::from_secret(secret),
+            hmac: hmac_key(alg, secret),
         })
     }
 
@@ -215,6 +230,7 @@ impl SigningKey {
             alg,
             encoding: Some(encoding),
             decoding: derived,
+            hmac: None,
         })
     }
 
@@ -232,6 +248,7 @@ impl SigningKey {
             alg,
             encoding: None,
             decoding,
+            hmac: None,
         })
     }
 
@@ -258,7 +275,13 @@ impl SigningKey {
             alg: self.alg,
             encoding: None,
             decoding: self.decoding.clone(),
+            hmac: self.hmac.clone(),
         }
+    }
+
+    /// The prepared HMAC verification key, for HS algorithms.
+    pub(crate) fn hmac_verifier(&self) -> Option<&hmac::Key> {
+        self.hmac.as_ref()
     }
 
     pub(crate) fn encoding(&self) -> Option<&EncodingKey> {
