@@ -13,7 +13,7 @@
 use std::{ops::Range, sync::Arc};
 
 use deadpool_postgres::{Manager as PoolManager, ManagerConfig, Pool, RecyclingMethod};
-use psm::postgres::{CacheOptions, Database, PostgresConfig, PostgresStorage, SqlValue};
+use psm::postgres::{CacheOptions, Database, PostgresConfig, PostgresStorage, Query, SqlValue};
 use psm::{PermissionStorageManager as Manager, Ttl, memory::MemoryCache};
 use psm_core::{Cache, CacheKey, CacheTag, DynCache};
 use serde_json::{Value, json};
@@ -230,7 +230,8 @@ fn measure(
 
     let (sm, sbare) = single.block_on(connect_side(p, schema, &check_sql))?;
     // The query layer of a second storage on psm's schema, caching in a memory cache, and a key
-    // of the same shape in the same cache holding the same bytes for the bare `get`.
+    // of the same shape in the same cache holding the same bytes for the bare `get`. The first
+    // two fetch the same entry: through a `Query` handle and with the SQL text on each call.
     let (storage, queries) = single.block_on(async {
         let storage =
             PostgresStorage::connect(PostgresConfig::from_url(&psm_url(&p.url, schema))?).await?;
@@ -238,29 +239,24 @@ fn measure(
         let db = storage
             .database()
             .with_cache(Arc::clone(&cache) as DynCache, Ttl::from_secs(TTL)?);
-        let plain =
-            CachedQuery::prepare(w, db.clone(), bare_schema, &cache, CacheOptions::default())
-                .await?;
-        let tagged = CachedQuery::prepare(
-            w,
-            db,
-            bare_schema,
-            &cache,
-            CacheOptions::default().tag(CacheTag::parse("bench:sessions")?),
-        )
-        .await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((
-            storage,
-            [Arc::new(plain), Arc::new(tagged)],
-        ))
+        let mut queries = Vec::new();
+        for (via, options) in [
+            (Via::Handle, CacheOptions::default()),
+            (Via::SqlText, CacheOptions::default()),
+            (
+                Via::Handle,
+                CacheOptions::default().tag(CacheTag::parse("bench:sessions")?),
+            ),
+        ] {
+            let q = CachedQuery::prepare(w, db.clone(), bare_schema, &cache, options, via).await?;
+            queries.push(Arc::new(q));
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((storage, queries))
     })?;
 
     let (mut psm_seq, mut bare_seq) = (Figure::default(), Figure::default());
     let (mut psm_conc, mut bare_conc) = (Figure::default(), Figure::default());
-    let mut cached = [
-        (Figure::default(), Figure::default()),
-        (Figure::default(), Figure::default()),
-    ];
+    let mut cached: Vec<(Figure, Figure)> = queries.iter().map(|_| Default::default()).collect();
     let ops = p.ops;
     let expected = expected_check_hits(0..ops, n);
     let cache_ops = p.cache_ops;
@@ -296,7 +292,8 @@ fn measure(
         }
         for (query, (fetch_fig, get_fig)) in queries.iter().zip(cached.iter_mut()) {
             eprintln!(
-                "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches ({} tags) and as many Cache::get of the same entry, alternating in {SLICES} slices",
+                "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches ({}, {} tags) and as many Cache::get of the same entry, alternating in {SLICES} slices",
+                query.via.api(),
                 query.options.tags.len()
             );
             let [fetch_side, get_side] = single.block_on(paired(
@@ -329,8 +326,17 @@ fn measure(
         fetch_fig.verify(&format!("postgres cached fetch {i}"), problems);
         get_fig.verify(&format!("postgres cache get {i}"), problems);
     }
-    let [(cached_fetch, cache_get), (tagged_fetch, tagged_get)] = &cached;
-    let [plain, tagged] = &queries;
+    let [
+        (cached_fetch, cache_get),
+        (text_fetch, text_get),
+        (tagged_fetch, tagged_get),
+    ] = &cached[..]
+    else {
+        return Err("three cached queries expected".into());
+    };
+    let [plain, text, tagged] = &queries[..] else {
+        return Err("three cached queries expected".into());
+    };
     Ok(json!({
         "url": redact(&p.url),
         "sessions": n,
@@ -345,17 +351,27 @@ fn measure(
             "sequential": round_ratios(&psm_seq, &bare_seq),
             "concurrent": round_ratios(&psm_conc, &bare_conc),
             "cached_fetch": round_ratios(cached_fetch, cache_get),
+            "cached_fetch_sql_text": round_ratios(text_fetch, text_get),
             "cached_fetch_tagged": round_ratios(tagged_fetch, tagged_get),
         },
         "query_cache": {
             "ops": cache_ops,
             "sql": plain.sql,
+            "api": plain.via.api(),
             "peer": "one Cache::get, called on psm-memory's MemoryCache itself, of the very key and value the cached fetch hits",
             "key_bytes": plain.key.as_str().len(),
             "value_bytes": plain.bytes.len(),
             "cached_fetch": cached_fetch.to_json(),
             "cache_get": cache_get.to_json(),
+            "sql_text": {
+                "api": text.via.api(),
+                "note": "the same entry, with the SQL text hashed and compared on every call",
+                "value_bytes": text.bytes.len(),
+                "cached_fetch": text_fetch.to_json(),
+                "cache_get": text_get.to_json(),
+            },
             "tagged": {
+                "api": tagged.via.api(),
                 "tags": tagged.options.tags.len(),
                 "note": "a hit reads the entry and the tag's generation at once: two Cache::get; the peer is one",
                 "value_bytes": tagged.bytes.len(),
@@ -384,11 +400,31 @@ fn round_ratios(psm: &Figure, peer: &Figure) -> Value {
     )
 }
 
+/// How a [`CachedQuery`] calls the query layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// `Query::fetch_json_cached` on a handle made once by `Database::query`.
+    Handle,
+    /// `Database::fetch_json_cached` with the SQL text on every call.
+    SqlText,
+}
+
+impl Via {
+    fn api(self) -> &'static str {
+        match self {
+            Self::Handle => "Query::fetch_json_cached (handle from Database::query, made once)",
+            Self::SqlText => "Database::fetch_json_cached (SQL text on every call)",
+        }
+    }
+}
+
 /// One cached query of the query layer, and the very cache entry its hits read, read straight
 /// from the cache by the peer.
 #[derive(Debug)]
 struct CachedQuery {
     db: Database,
+    query: Query,
+    via: Via,
     sql: String,
     params: Vec<SqlValue>,
     options: CacheOptions,
@@ -408,11 +444,16 @@ impl CachedQuery {
         bare_schema: &str,
         cache: &Arc<MemoryCache>,
         options: CacheOptions,
+        via: Via,
     ) -> BenchResult<Self> {
         let s = w.order[CACHED_POSITION];
         let sql = format!("SELECT id, permissions FROM {bare_schema}.sessions WHERE id = $1");
+        let query = db.query(&sql)?;
         let params = vec![SqlValue::Text(w.sessions[s].clone())];
-        let rows = db.fetch_json_cached(&sql, &params, &options).await?;
+        let rows = match via {
+            Via::Handle => query.fetch_json_cached(&params, &options).await?,
+            Via::SqlText => db.fetch_json_cached(&sql, &params, &options).await?,
+        };
         let perms: Vec<&str> = w.perms_of(s).collect();
         let expected = json!([{ "id": w.sessions[s], "permissions": perms }]);
         if Value::from(rows.to_vec()) != expected {
@@ -421,12 +462,17 @@ impl CachedQuery {
         let key = db
             .cache_key(&sql, &params, &options)?
             .ok_or("the query layer has no cache")?;
+        if query.cache_key(&params, &options)?.as_ref() != Some(&key) {
+            return Err("the handle and the SQL text name different cache entries".into());
+        }
         let bytes = cache
             .get(&key)
             .await?
             .ok_or("the cached fetch stored nothing under its key")?;
         Ok(Self {
             db,
+            query,
+            via,
             sql,
             params,
             options,
@@ -440,12 +486,25 @@ impl CachedQuery {
     /// `calls` cached fetches; returns how many answered the one expected row (its id read).
     async fn fetches(&self, calls: usize) -> BenchResult<u64> {
         let mut hits = 0;
-        for _ in 0..calls {
-            let rows = self
-                .db
-                .fetch_json_cached(&self.sql, &self.params, &self.options)
-                .await?;
-            hits += u64::from(rows.len() == 1 && rows[0]["id"] == *self.id);
+        match self.via {
+            Via::Handle => {
+                for _ in 0..calls {
+                    let rows = self
+                        .query
+                        .fetch_json_cached(&self.params, &self.options)
+                        .await?;
+                    hits += u64::from(rows.len() == 1 && rows[0]["id"] == *self.id);
+                }
+            }
+            Via::SqlText => {
+                for _ in 0..calls {
+                    let rows = self
+                        .db
+                        .fetch_json_cached(&self.sql, &self.params, &self.options)
+                        .await?;
+                    hits += u64::from(rows.len() == 1 && rows[0]["id"] == *self.id);
+                }
+            }
         }
         Ok(hits)
     }

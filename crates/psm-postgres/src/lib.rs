@@ -61,7 +61,7 @@ pub use migrations::{MIGRATION_TABLE, MigrationReport, latest_version};
 pub use pool::PoolStatus;
 pub use query::{
     CacheOptions, CachedRows, Database, DbTransaction, JsonRow, MEMO_ENTRIES, MEMO_VALUE_BYTES,
-    Params, STATEMENT_CACHE_LIMIT, SqlValue,
+    Params, Query, STATEMENT_CACHE_LIMIT, SqlValue,
 };
 pub use sessions::PostgresStore;
 pub use storage::PostgresStorage;

@@ -3,24 +3,34 @@
 //!
 //! # What a hit costs
 //! Without tags, one `Cache::get`. With tags, that `get` and one per tag (the generations), all
-//! sent at once, so on a networked cache they cost one round trip. Besides, a hash of the SQL
-//! text and parameters (foldhash, no allocation), a look-up in the memo, and a comparison of the
-//! fetched bytes with the bytes the memo decoded last time: when they are equal the memo's
-//! decoded rows are returned (shared), so a hot entry is decoded once, not on every hit.
+//! sent at once, so on a networked cache they cost one round trip. Besides: a hash of the
+//! parameters and tags (foldhash, no allocation; through [`Database::fetch_json_cached`] also of
+//! the SQL text, which a [`Query`] hashed once), a look-up in the memo (one slot lock, the SQL,
+//! parameters and tags compared in full), and a check of the fetched value's 21-byte head (format
+//! and write nonce) and length against the value the memo decoded last: when they match, the
+//! memo's decoded rows are returned (shared), so a hot entry is decoded once, not on every hit.
 //!
 //! # Why a hit can never return another query's rows
-//! The stored value starts with the full key material (SQL text, every parameter's type and value,
-//! the tag names) and is used only when that equals the caller's, so the short hash in the key
-//! only spreads entries; a collision is a miss, never a wrong answer. The memo compares SQL,
-//! parameters and tags in full too.
+//! The stored value starts with a fresh 128-bit random nonce (the operating system's CSPRNG, new
+//! for every write), then the full key material (SQL text, every parameter's type and value, the
+//! tag names). A value is decoded only when its material equals the caller's, so the short hash
+//! in the key only spreads entries; a collision is a miss, never a wrong answer. The memo is
+//! found by the same identity compared in full, and it hands out its rows only for a value
+//! carrying the nonce of the value they were decoded from (or written as): that value had this
+//! query's material, and no other write, of this or any other query or process, draws the same
+//! 128 random bits. Anything else under the key is decoded and checked afresh.
 //!
 //! # Why a fetch racing an invalidation cannot serve stale rows later
 //! Each tag has a generation (a unique value at `<namespace>:gen:<tag>`). A fetch reads the
 //! generations of its tags *before* it reads the database and stores them in the value. An
 //! invalidation first gives each tag a new generation, then drops the tagged entries. A value
-//! is used only while every generation it holds is still current. So a fetch that read the
-//! database before a concurrent invalidation may still write its (stale) value after it, but no
-//! later fetch accepts that value: its generation is no longer current.
+//! (and a memo entry decoded from one) is used only while every generation it holds is still
+//! current. So a fetch that read the database before a concurrent invalidation may still write
+//! its (stale) value after it, but no later fetch accepts that value: its generation is no longer
+//! current.
+//!
+//! [`Database::fetch_json_cached`]: crate::Database::fetch_json_cached
+//! [`Query`]: crate::Query
 
 use std::{
     fmt,
@@ -34,7 +44,10 @@ use std::{
 
 use futures::future::join_all;
 use parking_lot::Mutex;
-use psm_core::{Cache, CacheKey, CacheTag, DynCache, Error, MAX_CACHE_VALUE_BYTES, Result, Ttl};
+use psm_core::{
+    Cache, CacheKey, CacheTag, DynCache, Error, MAX_CACHE_VALUE_BYTES, OsRandom, RandomSource,
+    Result, Ttl,
+};
 use rustls::crypto::hash::{Hash, HashAlgorithm};
 
 use super::{JsonRow, SqlValue, encode};
@@ -70,26 +83,49 @@ impl CacheOptions {
 
 /// The rows of a cached fetch, shared and immutable: cloning is cheap, and repeated hits on one
 /// cache entry share one decoded copy. [`to_vec`](Self::to_vec) gives rows of your own to change.
-#[derive(Clone, Default, PartialEq)]
-pub struct CachedRows(Arc<[JsonRow]>);
+#[derive(Clone)]
+pub struct CachedRows(Arc<RowSet>);
+
+/// Shared rows and, for the memo's entries, what the memo knows about their query: a memo hit
+/// hands out the entry it already holds, as one pointer, without another reference count.
+pub(crate) struct RowSet {
+    rows: Box<[JsonRow]>,
+    memo: Option<MemoEntry>,
+}
 
 impl CachedRows {
     /// The rows as an owned vector (a copy).
     pub fn to_vec(&self) -> Vec<JsonRow> {
-        self.0.to_vec()
+        self.0.rows.to_vec()
+    }
+}
+
+impl Default for CachedRows {
+    fn default() -> Self {
+        Vec::new().into()
     }
 }
 
 impl Deref for CachedRows {
     type Target = [JsonRow];
+    #[inline]
     fn deref(&self) -> &[JsonRow] {
-        &self.0
+        &self.0.rows
+    }
+}
+
+impl PartialEq for CachedRows {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
     }
 }
 
 impl From<Vec<JsonRow>> for CachedRows {
     fn from(rows: Vec<JsonRow>) -> Self {
-        Self(rows.into())
+        Self(Arc::new(RowSet {
+            rows: rows.into(),
+            memo: None,
+        }))
     }
 }
 
@@ -97,49 +133,152 @@ impl<'a> IntoIterator for &'a CachedRows {
     type Item = &'a JsonRow;
     type IntoIter = std::slice::Iter<'a, JsonRow>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
 impl fmt::Debug for CachedRows {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
-/// Slots of the memo of one [`Database`](crate::Database): a query's hash picks its slot, and a
-/// newer query with the same slot replaces the older one.
+/// Slots of the memo of one [`Database`](crate::Database) (shared by its clones and its
+/// [`Query`](crate::Query) handles): a query's hash picks its slot, and a newer query with the
+/// same slot replaces the older one.
 pub const MEMO_ENTRIES: usize = 256;
 /// Stored values larger than this are decoded on every hit instead of being kept in the memo.
 pub const MEMO_VALUE_BYTES: usize = 64 * 1024;
 
-/// The first bytes of every stored value (format version 1).
-const MAGIC: &[u8; 5] = b"psmq\x01";
+/// The first bytes of every stored value (format version 2: a write nonce follows).
+const MAGIC: &[u8; 5] = b"psmq\x02";
+/// Bytes of the random nonce each write puts after [`MAGIC`].
+const NONCE_BYTES: usize = 16;
+/// The head of a stored value: the format and the write's nonce.
+const HEAD: usize = MAGIC.len() + NONCE_BYTES;
 
 /// The cache of one `Database`: the port, the default ttl, the namespace and the memo.
 pub(crate) struct QueryCache {
     pub(crate) cache: DynCache,
     pub(crate) default_ttl: Ttl,
     pub(crate) namespace: String,
-    memo: Box<[Mutex<Option<Arc<MemoEntry>>>]>,
+    memo: Box<[Mutex<Option<Arc<RowSet>>>]>,
 }
 
-/// One query the memo knows: its identity (validated once), its keys, and the last value it
-/// decoded.
+/// The SQL of a look-up: its text and the hash of the text (computed once by a
+/// [`Query`](crate::Query)), and the handle's shared copy of the text when there is one.
+#[derive(Clone, Copy)]
+pub(crate) struct Sql<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) hash: u64,
+    pub(crate) shared: Option<&'a Arc<str>>,
+}
+
+impl<'a> Sql<'a> {
+    /// The SQL of a one-off call (hashed now).
+    pub(crate) fn one_off(text: &'a str) -> Self {
+        Self {
+            text,
+            hash: sql_hash(text),
+            shared: None,
+        }
+    }
+
+    #[inline]
+    fn is(&self, other: &Arc<str>) -> bool {
+        self.shared.is_some_and(|s| Arc::ptr_eq(s, other)) || **other == *self.text
+    }
+
+    fn to_arc(self) -> Arc<str> {
+        self.shared.map_or_else(|| self.text.into(), Arc::clone)
+    }
+}
+
+/// One query the memo knows: its identity (validated once), its keys, and which value the rows
+/// of its [`RowSet`] came from.
 struct MemoEntry {
     hash: u64,
-    sql: Box<str>,
-    params: Vec<SqlValue>,
-    tags: Vec<CacheTag>,
+    sql: Arc<str>,
+    params: Box<[SqlValue]>,
+    tags: Box<[CacheTag]>,
     key: CacheKey,
-    generation_keys: Vec<CacheKey>,
-    decoded: Option<Decoded>,
+    generation_keys: Box<[CacheKey]>,
+    /// `None` when the rows were not kept (a value over [`MEMO_VALUE_BYTES`]).
+    value: Option<ValueId>,
 }
 
-struct Decoded {
-    bytes: Box<[u8]>,
-    generations: Vec<Box<str>>,
-    rows: CachedRows,
+/// A stored value as the memo knows it.
+struct ValueId {
+    /// The head (format and nonce) and the length of the value.
+    head: [u8; HEAD],
+    len: usize,
+    generations: Box<[Box<str>]>,
+}
+
+impl RowSet {
+    /// The cache key of the memo's query.
+    #[inline]
+    pub(crate) fn key(&self) -> Option<&CacheKey> {
+        self.memo.as_ref().map(|m| &m.key)
+    }
+
+    /// Whether the memo's query has no tags (a hit reads only its entry).
+    #[inline]
+    pub(crate) fn untagged(&self) -> bool {
+        self.memo
+            .as_ref()
+            .is_some_and(|m| m.generation_keys.is_empty())
+    }
+
+    /// Whether `bytes` is the very value these rows came from, under generations that are all
+    /// still `current`.
+    #[inline]
+    pub(crate) fn holds(&self, bytes: &[u8], current: &[Option<Vec<u8>>]) -> bool {
+        self.value_of(bytes).is_some_and(|v| {
+            v.generations.is_empty() && current.is_empty()
+                || same_generations(&v.generations, current)
+        })
+    }
+
+    /// [`holds`](Self::holds) for a query with one tag, whose generation is `generation`.
+    #[inline]
+    pub(crate) fn holds_one(&self, bytes: &[u8], generation: &[u8]) -> bool {
+        self.value_of(bytes)
+            .is_some_and(|v| matches!(&*v.generations, [g] if g.as_bytes() == generation))
+    }
+
+    /// What the memo knows of `bytes` when they are the value these rows came from: the same
+    /// length, format and write nonce.
+    #[inline]
+    fn value_of(&self, bytes: &[u8]) -> Option<&ValueId> {
+        self.memo.as_ref()?.value.as_ref().filter(|v| {
+            bytes.len() == v.len
+                && bytes
+                    .first_chunk::<HEAD>()
+                    .is_some_and(|head| *head == v.head)
+        })
+    }
+
+    /// Whether the memo keeps these rows (they came from a value of at most
+    /// [`MEMO_VALUE_BYTES`]); otherwise it knows only the query, and every hit decodes.
+    #[inline]
+    pub(crate) fn keeps_rows(&self) -> bool {
+        self.memo.as_ref().is_some_and(|m| m.value.is_some())
+    }
+
+    /// The generation key of the memo's query when it has exactly one tag.
+    #[inline]
+    pub(crate) fn generation_key(&self) -> Option<&CacheKey> {
+        match self.memo.as_ref().map(|m| &*m.generation_keys) {
+            Some([g]) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The rows as a fetch's answer.
+    pub(crate) fn into_rows(self: Arc<Self>) -> CachedRows {
+        CachedRows(self)
+    }
 }
 
 /// What a look-up found.
@@ -155,13 +294,13 @@ pub(crate) enum Lookup {
 /// A miss: where and under which generations the result is to be stored.
 pub(crate) struct Pending {
     key: CacheKey,
-    generation_keys: Vec<CacheKey>,
+    generation_keys: Box<[CacheKey]>,
     hash: u64,
     generations: Vec<String>,
 }
 
 /// What the generation keys of a look-up held (`None`: no generation yet).
-type Current = Vec<Option<Vec<u8>>>;
+pub(crate) type Current = Vec<Option<Vec<u8>>>;
 
 impl QueryCache {
     pub(crate) fn new(cache: DynCache, default_ttl: Ttl, namespace: String) -> Self {
@@ -173,92 +312,63 @@ impl QueryCache {
         }
     }
 
-    fn slot(&self, hash: u64) -> &Mutex<Option<Arc<MemoEntry>>> {
+    fn slot(&self, hash: u64) -> &Mutex<Option<Arc<RowSet>>> {
         // MEMO_ENTRIES is a power of two; the low bits of foldhash are well mixed.
         &self.memo[(hash as usize) & (MEMO_ENTRIES - 1)]
     }
 
-    fn memo_entry(
+    /// The memo's entry for exactly this query, if it knows it (a query it knows was validated
+    /// when it was learned). `hash` is [`memo_hash`] of the query.
+    #[inline]
+    pub(crate) fn known(
         &self,
         hash: u64,
-        sql: &str,
+        sql: &Sql<'_>,
         params: &[SqlValue],
         tags: &[CacheTag],
-    ) -> Option<Arc<MemoEntry>> {
-        let entry = self.slot(hash).lock().clone()?;
-        (entry.hash == hash
-            && *entry.sql == *sql
-            && entry.params.len() == params.len()
-            && entry.params.iter().zip(params).all(|(a, b)| a.key_eq(b))
-            && entry.tags == tags)
-            .then_some(entry)
+    ) -> Option<Arc<RowSet>> {
+        let slot = self.slot(hash).lock();
+        let entry = slot.as_ref()?;
+        let m = entry.memo.as_ref()?;
+        (m.hash == hash
+            && sql.is(&m.sql)
+            && m.params.len() == params.len()
+            && m.params.iter().zip(params).all(|(a, b)| a.key_eq(b))
+            && *m.tags == *tags)
+            .then(|| Arc::clone(entry))
     }
 
-    /// Looks the query up: the entry and the tags' generations are read at once. `validate` runs
-    /// unless the memo already knows this exact query (which it only learns after validating).
-    /// Cache errors are returned (the caller then reads the database without caching).
-    pub(crate) async fn lookup(
-        &self,
-        sql: &str,
-        params: &[SqlValue],
-        tags: &[CacheTag],
-        validate: impl FnOnce() -> Result<()>,
-    ) -> Result<Lookup> {
-        let hash = memo_hash(sql, params, tags);
-        let known = self.memo_entry(hash, sql, params, tags);
-        let computed;
-        let (key, generation_keys) = match &known {
-            Some(e) => (&e.key, e.generation_keys.as_slice()),
-            None => {
-                if let Err(e) = validate() {
-                    return Ok(Lookup::Rejected(e));
-                }
-                computed = (
-                    key(&self.namespace, sql, params, tags)?,
-                    tags.iter()
-                        .map(|t| generation_key(&self.namespace, t.as_str()))
-                        .collect::<Result<Vec<_>>>()?,
-                );
-                (&computed.0, computed.1.as_slice())
-            }
-        };
+    /// Reads a known query's entry and, at the same time, its tags' generations (see [`read`]).
+    async fn read_known(&self, known: &MemoEntry) -> Result<(Result<Option<Vec<u8>>>, Current)> {
         // Called on the trait object itself: through the `Arc` it would box a second future.
         let cache: &dyn Cache = &*self.cache;
-        // The hot path: a known query without tags whose value is what the memo decoded last.
-        if let (Some(d), []) = (known.as_deref().and_then(|e| e.decoded.as_ref()), tags) {
-            let value = cache.get(key).await;
-            if let Ok(Some(bytes)) = &value
-                && **bytes == *d.bytes
-            {
-                return Ok(Lookup::Hit(d.rows.clone()));
-            }
-            return self
-                .settle(
-                    hash,
-                    (sql, params, tags),
-                    known.as_deref(),
-                    (key, &[]),
-                    value,
-                    Vec::new(),
-                )
-                .await;
+        if known.generation_keys.is_empty() {
+            return Ok((cache.get(&known.key).await, Vec::new()));
         }
-        let (value, current): (_, Current) = match generation_keys {
-            [] => (cache.get(key).await, Vec::new()),
-            [g] => {
-                let (value, g) = futures::join!(cache.get(key), cache.get(g));
-                (value, vec![g?])
-            }
-            many => {
-                let (value, gens) =
-                    futures::join!(cache.get(key), join_all(many.iter().map(|k| cache.get(k))));
-                (value, gens.into_iter().collect::<Result<_>>()?)
-            }
-        };
+        read(cache, &known.key, &known.generation_keys).await
+    }
+
+    /// Looks up a query the memo does not know: `validate` first (nothing is read for a rejected
+    /// query), then the entry and the tags' generations at once. Cache errors are returned (the
+    /// caller then reads the database without caching).
+    pub(crate) async fn lookup_unknown(
+        &self,
+        hash: u64,
+        (sql, params, tags): (Sql<'_>, &[SqlValue], &[CacheTag]),
+        validate: &(dyn Fn() -> Result<()> + Sync),
+    ) -> Result<Lookup> {
+        if let Err(e) = validate() {
+            return Ok(Lookup::Rejected(e));
+        }
+        let key = key(&self.namespace, sql.text, params, tags)?;
+        let generation_keys = tags
+            .iter()
+            .map(|t| generation_key(&self.namespace, t.as_str()))
+            .collect::<Result<Box<[_]>>>()?;
+        let (value, current) = read(&*self.cache, &key, &generation_keys).await?;
         self.settle(
             hash,
             (sql, params, tags),
-            known.as_deref(),
             (key, generation_keys),
             value,
             current,
@@ -266,14 +376,41 @@ impl QueryCache {
         .await
     }
 
+    /// A known query, with its entry and generations as the hit path read them (`None`: read
+    /// them now): the memo's rows when the value is the one they came from, else the value
+    /// checked and decoded afresh, or a miss.
+    pub(crate) async fn lookup_known(
+        &self,
+        (sql, params, tags): (Sql<'_>, &[SqlValue], &[CacheTag]),
+        known: Arc<RowSet>,
+        read: Option<(Option<Vec<u8>>, Current)>,
+    ) -> Result<Lookup> {
+        let Some(m) = known.memo.as_ref() else {
+            return Err(Error::provider("memo entry without a query"));
+        };
+        let (value, current) = match read {
+            Some((value, current)) => (Ok(value), current),
+            None => self.read_known(m).await?,
+        };
+        if let Ok(Some(bytes)) = &value
+            && known.holds(bytes, &current)
+        {
+            return Ok(Lookup::Hit(known.into_rows()));
+        }
+        let keys = (m.key.clone(), m.generation_keys.clone());
+        let hash = m.hash;
+        drop(known);
+        self.settle(hash, (sql, params, tags), keys, value, current)
+            .await
+    }
+
     /// The rest of a look-up once the entry and the generations were read: a hit when they
     /// match, else a miss with every tag's generation in place.
     async fn settle(
         &self,
         hash: u64,
-        (sql, params, tags): (&str, &[SqlValue], &[CacheTag]),
-        known: Option<&MemoEntry>,
-        (key, generation_keys): (&CacheKey, &[CacheKey]),
+        (sql, params, tags): (Sql<'_>, &[SqlValue], &[CacheTag]),
+        (key, generation_keys): (CacheKey, Box<[CacheKey]>),
         value: Result<Option<Vec<u8>>>,
         current: Current,
     ) -> Result<Lookup> {
@@ -285,22 +422,14 @@ impl QueryCache {
             }
         };
         if let (Some(bytes), true) = (&value, current.iter().all(Option::is_some)) {
-            if let Some(rows) = known
-                .and_then(|e| e.decoded.as_ref())
-                .filter(|d| *d.bytes == **bytes && same_generations(&d.generations, &current))
-                .map(|d| d.rows.clone())
-            {
-                return Ok(Lookup::Hit(rows));
-            }
-            match accept(bytes, sql, params, tags, &current) {
-                Some((rows, generations)) => {
-                    self.remember(
+            match accept(bytes, sql.text, params, tags, &current) {
+                Some((rows, value)) => {
+                    let rows = self.remember(
                         hash,
                         (sql, params, tags),
                         (key, generation_keys),
-                        bytes,
-                        generations,
-                        &rows,
+                        rows,
+                        value,
                     );
                     return Ok(Lookup::Hit(rows));
                 }
@@ -322,51 +451,70 @@ impl QueryCache {
             });
         }
         Ok(Lookup::Miss(Pending {
-            key: key.clone(),
-            generation_keys: generation_keys.to_vec(),
+            key,
+            generation_keys,
             hash,
             generations,
         }))
     }
 
+    /// Puts the query and its rows (read from `value`) into the memo; returns the rows. Rows of
+    /// a value over [`MEMO_VALUE_BYTES`] are not kept: the memo then knows only the query.
     fn remember(
         &self,
         hash: u64,
-        (sql, params, tags): (&str, &[SqlValue], &[CacheTag]),
-        (key, generation_keys): (&CacheKey, &[CacheKey]),
-        bytes: &[u8],
-        generations: Vec<Box<str>>,
-        rows: &CachedRows,
-    ) {
-        let decoded = (bytes.len() <= MEMO_VALUE_BYTES).then(|| Decoded {
-            bytes: bytes.into(),
-            generations,
-            rows: rows.clone(),
-        });
-        let entry = Arc::new(MemoEntry {
+        (sql, params, tags): (Sql<'_>, &[SqlValue], &[CacheTag]),
+        (key, generation_keys): (CacheKey, Box<[CacheKey]>),
+        rows: Vec<JsonRow>,
+        value: ValueId,
+    ) -> CachedRows {
+        let keep = value.len <= MEMO_VALUE_BYTES;
+        let memo = MemoEntry {
             hash,
-            sql: sql.into(),
-            params: params.to_vec(),
-            tags: tags.to_vec(),
-            key: key.clone(),
-            generation_keys: generation_keys.to_vec(),
-            decoded,
-        });
-        *self.slot(hash).lock() = Some(entry);
+            sql: sql.to_arc(),
+            params: params.into(),
+            tags: tags.into(),
+            key,
+            generation_keys,
+            value: keep.then_some(value),
+        };
+        let (entry, answer) = if keep {
+            let entry = Arc::new(RowSet {
+                rows: rows.into(),
+                memo: Some(memo),
+            });
+            (Arc::clone(&entry), CachedRows(entry))
+        } else {
+            let entry = Arc::new(RowSet {
+                rows: Box::new([]),
+                memo: Some(memo),
+            });
+            (entry, CachedRows::from(rows))
+        };
+        // The old entry (if any) is dropped after the lock is released.
+        let old = self.slot(hash).lock().replace(entry);
+        drop(old);
+        answer
     }
 
-    /// Stores the rows read for a miss (failures are logged: the caller has its rows).
+    /// Stores the rows read for a miss and returns them (failures are logged: the caller gets
+    /// its rows either way).
     pub(crate) async fn store(
         &self,
         pending: Pending,
-        sql: &str,
-        params: &[SqlValue],
-        options: &CacheOptions,
-        rows: &CachedRows,
-    ) {
-        let material = material(sql, params, &options.tags);
+        (sql, params, options): (Sql<'_>, &[SqlValue], &CacheOptions),
+        rows: Vec<JsonRow>,
+    ) -> CachedRows {
+        let mut head = [0_u8; HEAD];
+        head[..MAGIC.len()].copy_from_slice(MAGIC);
+        if let Err(e) = OsRandom.fill(&mut head[MAGIC.len()..]) {
+            // Without a fresh nonce a value could pass for another write: skip caching.
+            tracing::warn!(error = %e, "no random nonce for the query cache; result not cached");
+            return rows.into();
+        }
+        let material = material(sql.text, params, &options.tags);
         let mut bytes = Vec::with_capacity(64 + material.len() + rows.len() * 64);
-        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&head);
         bytes.extend_from_slice(
             &u32::try_from(material.len())
                 .unwrap_or(u32::MAX)
@@ -382,10 +530,10 @@ impl QueryCache {
             bytes.extend_from_slice(&u16::try_from(g.len()).unwrap_or(u16::MAX).to_le_bytes());
             bytes.extend_from_slice(g.as_bytes());
         }
-        encode::rows(rows, &mut bytes);
+        encode::rows(&rows, &mut bytes);
         if bytes.len() > MAX_CACHE_VALUE_BYTES {
             tracing::debug!(bytes = bytes.len(), "query result too large to cache");
-            return;
+            return rows.into();
         }
         let ttl = options.ttl.unwrap_or(self.default_ttl);
         if let Err(e) = self
@@ -394,34 +542,60 @@ impl QueryCache {
             .await
         {
             tracing::warn!(error = %e, "query cache write failed");
-            return;
+            return rows.into();
         }
-        let generations = pending
-            .generations
-            .iter()
-            .map(|g| g.as_str().into())
-            .collect();
+        let value = ValueId {
+            head,
+            len: bytes.len(),
+            generations: pending
+                .generations
+                .iter()
+                .map(|g| g.as_str().into())
+                .collect(),
+        };
         self.remember(
             pending.hash,
             (sql, params, &options.tags),
-            (&pending.key, &pending.generation_keys),
-            &bytes,
-            generations,
+            (pending.key, pending.generation_keys),
             rows,
-        );
+            value,
+        )
     }
 }
 
-/// The rows of `bytes` when they hold exactly this query under the current generations.
+/// Reads the value under `key` and, at the same time, the generations under `generation_keys`.
+/// The value's error is returned inside (it makes a miss); a generation's error is the call's.
+async fn read(
+    cache: &dyn Cache,
+    key: &CacheKey,
+    generation_keys: &[CacheKey],
+) -> Result<(Result<Option<Vec<u8>>>, Current)> {
+    Ok(match generation_keys {
+        [] => (cache.get(key).await, Vec::new()),
+        [g] => {
+            let (value, g) = futures::join!(cache.get(key), cache.get(g));
+            (value, vec![g?])
+        }
+        many => {
+            let (value, gens) =
+                futures::join!(cache.get(key), join_all(many.iter().map(|k| cache.get(k))));
+            (value, gens.into_iter().collect::<Result<_>>()?)
+        }
+    })
+}
+
+/// The rows of `bytes` and what the memo is to know of it, when it holds exactly this query under
+/// the current generations.
 fn accept(
     bytes: &[u8],
     sql: &str,
     params: &[SqlValue],
     tags: &[CacheTag],
     current: &Current,
-) -> Option<(CachedRows, Vec<Box<str>>)> {
+) -> Option<(Vec<JsonRow>, ValueId)> {
     let mut r = encode::Reader::new(bytes);
-    if r.take(MAGIC.len())? != MAGIC {
+    let head: [u8; HEAD] = r.take(HEAD)?.try_into().ok()?;
+    if head[..MAGIC.len()] != *MAGIC {
         return None;
     }
     let n = r.u32()?;
@@ -441,10 +615,15 @@ fn accept(
         }
         generations.push(std::str::from_utf8(g).ok()?.into());
     }
-    Some((CachedRows::from(r.rows()?), generations))
+    let value = ValueId {
+        head,
+        len: bytes.len(),
+        generations: generations.into(),
+    };
+    Some((r.rows()?, value))
 }
 
-fn same_generations(stored: &[Box<str>], current: &Current) -> bool {
+fn same_generations(stored: &[Box<str>], current: &[Option<Vec<u8>>]) -> bool {
     stored.len() == current.len()
         && stored
             .iter()
@@ -475,11 +654,28 @@ fn material(sql: &str, params: &[SqlValue], tags: &[CacheTag]) -> Vec<u8> {
     out
 }
 
-/// The memo's hash of a query (in-process only).
-fn memo_hash(sql: &str, params: &[SqlValue], tags: &[CacheTag]) -> u64 {
-    let mut h = foldhash::fast::FixedState::with_seed(0x7073_6d5f_6d65_6d6f).build_hasher();
-    feed(sql, params, tags, &mut |b| h.write(b));
+/// The memo's hash of a SQL text (in-process only): a [`Query`](crate::Query) computes it once.
+pub(crate) fn sql_hash(sql: &str) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0x7073_6d5f_7371_6c31).build_hasher();
+    h.write(&(sql.len() as u64).to_le_bytes());
+    h.write(sql.as_bytes());
     h.finish()
+}
+
+/// The memo's hash of a query (in-process only), from the hash of its SQL text. It only picks a
+/// slot, so it is cheap rather than unambiguous: the memo compares the query itself in full.
+#[inline(always)]
+pub(crate) fn memo_hash(sql_hash: u64, params: &[SqlValue], tags: &[CacheTag]) -> u64 {
+    let mut acc = sql_hash ^ ((params.len() as u64) << 48) ^ ((tags.len() as u64) << 56);
+    for p in params {
+        acc = acc.rotate_left(29) ^ p.memo_word();
+    }
+    for t in tags {
+        acc = acc.rotate_left(31) ^ super::value::fold_bytes(t.as_str().as_bytes());
+    }
+    // One multiply spreads every bit over the low bits the slot is taken from.
+    let m = u128::from(acc) * 0x9e37_79b9_7f4a_7c15_u128;
+    (m as u64) ^ ((m >> 64) as u64)
 }
 
 /// The cache key of a query under `namespace`: `<namespace>:q:<32 hex digits>`, 128 bits of
@@ -653,6 +849,38 @@ mod tests {
         assert_eq!(
             key("ns", "SELECT 1", &[], &[]).unwrap(),
             key("ns", "SELECT 1", &[], &[]).unwrap()
+        );
+    }
+
+    #[test]
+    fn memo_hashes_count_every_byte_and_every_parameter() {
+        // Every single-byte change of a text up to 72 bytes changes its word.
+        for n in 1..=72_u8 {
+            let base: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
+            let word = super::super::value::fold_bytes(&base);
+            for i in 0..usize::from(n) {
+                for flip in [1_u8, 0x80, 0xff] {
+                    let mut b = base.clone();
+                    b[i] ^= flip;
+                    assert_ne!(super::super::value::fold_bytes(&b), word, "{n} {i} {flip}");
+                }
+            }
+        }
+        let h = |params: &[SqlValue], tags: &[CacheTag]| memo_hash(sql_hash("q"), params, tags);
+        let a = h(&[SqlValue::Int(1)], &[]);
+        assert_eq!(a, h(&[SqlValue::Int(1)], &[]));
+        for other in [
+            h(&[SqlValue::Int(2)], &[]),
+            h(&[SqlValue::Int(1), SqlValue::Int(1)], &[]),
+            h(&[SqlValue::Int(1)], &[tag("t")]),
+            h(&[], &[]),
+            memo_hash(sql_hash("q "), &[SqlValue::Int(1)], &[]),
+        ] {
+            assert_ne!(a, other);
+        }
+        assert_ne!(
+            h(&[SqlValue::from("sess-0001")], &[]),
+            h(&[SqlValue::from("sess-0002")], &[])
         );
     }
 

@@ -4,6 +4,7 @@
 mod cache;
 mod encode;
 mod json;
+mod prepared;
 mod validate;
 mod value;
 
@@ -13,22 +14,24 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    task::{Poll, ready},
     time::Duration,
 };
 
 use deadpool_postgres::Object;
 use futures::{TryStreamExt, future::BoxFuture};
-use psm_core::{CacheKey, CacheTag, DynCache, Error, ErrorKind, Result, Ttl};
+use psm_core::{Cache, CacheKey, CacheTag, DynCache, Error, ErrorKind, Result, Ttl};
 use serde_json::{Map, Value};
 use tokio_postgres::{Row, Statement, error::SqlState, types::ToSql};
 
 pub(crate) use self::cache::{bump, default_namespace, generation_key, generation_or_new};
 pub use self::{
     cache::{CacheOptions, CachedRows, MEMO_ENTRIES, MEMO_VALUE_BYTES},
+    prepared::Query,
     value::SqlValue,
 };
 use self::{
-    cache::{Lookup, QueryCache},
+    cache::{Lookup, QueryCache, Sql},
     validate::Limits,
     value::Bound,
 };
@@ -58,6 +61,8 @@ pub type JsonRow = Map<String, Value>;
 /// [`execute_invalidating`](Self::execute_invalidating) names one of their tags. A hit costs one
 /// `Cache::get` (plus one per tag, sent together); see the crate's docs/providers.md for the
 /// stored form and why a hit never returns another query's rows or rows an invalidation dropped.
+/// [`query`](Self::query) prepares a [`Query`] handle for SQL run many times (validated and
+/// hashed once).
 ///
 /// # Clone
 /// Cloning is cheap and shares the pool and the cache.
@@ -211,6 +216,10 @@ impl Database {
     /// Without a cache (see [`with_cache`](Self::with_cache)) it always reads the database. Cache
     /// failures are logged and fall back to the database; they never fail the call.
     ///
+    /// A query run again and again is cheaper through a [`Query`] handle
+    /// ([`query`](Self::query)): it validates and hashes the SQL once, where this call hashes and
+    /// compares the text every time. Both share one memo and one cache entry per query.
+    ///
     /// # Errors
     /// As [`fetch_json`](Self::fetch_json).
     pub async fn fetch_json_cached(
@@ -219,32 +228,130 @@ impl Database {
         params: &[SqlValue],
         options: &CacheOptions,
     ) -> Result<CachedRows> {
+        self.cached(&OneOff(Sql::one_off(sql)), params, options)
+            .await
+    }
+
+    /// A cached fetch of `source`'s SQL: validated before any I/O (by `source`, unless the memo
+    /// knows this exact query: it learns a query only after validating it, and the limits never
+    /// change).
+    ///
+    /// Only a hit on the value the memo saw last is served here; everything else (a value to
+    /// check and decode, a miss, a cache error, no cache) goes to
+    /// [`cached_slow`](Self::cached_slow), whose future is boxed, so the future of a hit stays
+    /// small. The fetched value is looked at where the cache's future left it: only another
+    /// value than the memo's is moved on, to the slow path.
+    async fn cached<S: Source>(
+        &self,
+        source: &S,
+        params: &[SqlValue],
+        options: &CacheOptions,
+    ) -> Result<CachedRows> {
         let Some(cache) = &self.cache else {
-            // Validated there, before any I/O.
             return self
-                .fetch_json_values(sql, params)
+                .cached_slow(source, params, options, Seen::NoCache)
+                .await;
+        };
+        let sql = source.sql();
+        let tags = options.tags.as_slice();
+        let hash = cache::memo_hash(sql.hash, params, tags);
+        let Some(known) = cache.known(hash, &sql, params, tags) else {
+            return self
+                .cached_slow(source, params, options, Seen::Unknown(hash))
+                .await;
+        };
+        // On the trait object itself: through the `Arc` it would box a second future.
+        let port: &dyn Cache = &*cache.cache;
+        let seen = match (known.key(), known.generation_key()) {
+            (Some(key), None) if known.untagged() && known.keeps_rows() => {
+                let mut get = port.get(key);
+                std::future::poll_fn(|cx| {
+                    let read = ready!(get.as_mut().poll(cx));
+                    // Looked at in place; moved on only when it is not the memo's value.
+                    if matches!(&read, Ok(Some(bytes)) if known.holds(bytes, &[])) {
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Some(match read {
+                        Ok(value) => Read::Value(value),
+                        Err(e) => Read::Failed(e),
+                    }))
+                })
                 .await
-                .map(CachedRows::from);
-        };
-        // Validated before any I/O, unless the memo knows this exact query (it learns a query
-        // only after validating it, and the limits never change).
-        let validate = || validate::check(sql, params.len(), self.limits());
-        let pending = match cache.lookup(sql, params, &options.tags, validate).await {
-            Ok(Lookup::Hit(rows)) => return Ok(rows),
-            Ok(Lookup::Miss(pending)) => pending,
-            // A rejected query: nothing was read or written.
-            Ok(Lookup::Rejected(e)) => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "query cache unavailable; reading the database");
-                return self
-                    .fetch_json_values(sql, params)
-                    .await
-                    .map(CachedRows::from);
             }
+            // One tag: the entry and the tag's generation, read at once.
+            (Some(key), Some(generation_key)) if known.keeps_rows() => {
+                match futures::join!(port.get(key), port.get(generation_key)) {
+                    (Ok(Some(bytes)), Ok(Some(generation)))
+                        if known.holds_one(&bytes, &generation) =>
+                    {
+                        None
+                    }
+                    (Ok(value), Ok(generation)) => Some(Read::Tagged(value, vec![generation])),
+                    (Err(e), _) | (_, Err(e)) => Some(Read::Failed(e)),
+                }
+            }
+            // More tags, or rows the memo does not keep: all on the slow path.
+            _ => Some(Read::Nothing),
         };
-        let rows = CachedRows::from(self.fetch_json_values(sql, params).await?);
-        cache.store(pending, sql, params, options, &rows).await;
-        Ok(rows)
+        let Some(read) = seen else {
+            return Ok(known.into_rows());
+        };
+        self.cached_slow(source, params, options, Seen::Known(known, read))
+            .await
+    }
+
+    /// The rest of [`cached`](Self::cached) after what it saw: a value checked and decoded, or
+    /// a miss (read the database, then cache the rows), or a cache error or no cache (read the
+    /// database without caching).
+    #[inline(never)]
+    fn cached_slow<'a, S: Source>(
+        &'a self,
+        source: &'a S,
+        params: &'a [SqlValue],
+        options: &'a CacheOptions,
+        seen: Seen,
+    ) -> BoxFuture<'a, Result<CachedRows>> {
+        Box::pin(async move {
+            let sql = source.sql();
+            let validate = || source.validate(self.limits(), params.len());
+            let query = (sql, params, options.tags.as_slice());
+            let (cache, lookup) = match (&self.cache, seen) {
+                (Some(cache), Seen::Unknown(hash)) => {
+                    (cache, cache.lookup_unknown(hash, query, &validate).await)
+                }
+                (Some(cache), Seen::Known(known, read)) => {
+                    let read = match read {
+                        Read::Value(value) => Ok(Some((value, Vec::new()))),
+                        Read::Tagged(value, current) => Ok(Some((value, current))),
+                        Read::Nothing => Ok(None),
+                        Read::Failed(e) => Err(e),
+                    };
+                    let lookup = match read {
+                        Ok(read) => cache.lookup_known(query, known, read).await,
+                        Err(e) => Err(e),
+                    };
+                    (cache, lookup)
+                }
+                (None, _) | (_, Seen::NoCache) => {
+                    validate()?;
+                    return self.read_json(sql.text, params).await.map(CachedRows::from);
+                }
+            };
+            match lookup {
+                Ok(Lookup::Hit(rows)) => Ok(rows),
+                // A rejected query: nothing was read or written.
+                Ok(Lookup::Rejected(e)) => Err(e),
+                Ok(Lookup::Miss(pending)) => {
+                    let rows = self.read_json(sql.text, params).await?;
+                    Ok(cache.store(pending, (sql, params, options), rows).await)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "query cache unavailable; reading the database");
+                    validate()?;
+                    self.read_json(sql.text, params).await.map(CachedRows::from)
+                }
+            }
+        })
     }
 
     /// [`fetch_json`](Self::fetch_json) with owned [`SqlValue`] parameters (uncached).
@@ -254,6 +361,11 @@ impl Database {
     /// type.
     pub async fn fetch_json_values(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<JsonRow>> {
         validate::check(sql, params.len(), self.limits())?;
+        self.read_json(sql, params).await
+    }
+
+    /// The rows of an already validated query with owned parameters, as JSON objects.
+    async fn read_json(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<JsonRow>> {
         let rows = self
             .storage
             .with_client("query", async |client| {
@@ -592,6 +704,50 @@ fn bind(stmt: &Statement, params: &[SqlValue]) -> Result<Vec<Bound>> {
         .enumerate()
         .map(|(i, (v, ty))| v.bind(ty, i + 1))
         .collect()
+}
+
+/// What the hit path of a cached fetch saw before handing over to the slow path.
+enum Seen {
+    /// The `Database` has no cache.
+    NoCache,
+    /// The memo does not know the query (its memo hash).
+    Unknown(u64),
+    /// A known query, and what the hit path read of it: not the value the memo saw last.
+    Known(Arc<cache::RowSet>, Read),
+}
+
+/// What the hit path read of a known query.
+enum Read {
+    /// Nothing (the slow path reads the entry and the generations).
+    Nothing,
+    /// The entry of an untagged query.
+    Value(Option<Vec<u8>>),
+    /// The entry and its one tag's generation.
+    Tagged(Option<Vec<u8>>, cache::Current),
+    /// A read failed (the call skips the cache).
+    Failed(Error),
+}
+
+/// Where a cached fetch's SQL comes from: a [`Query`] handle (checked and hashed once) or a
+/// one-off SQL text.
+trait Source: Sync {
+    /// The SQL and its memo hash.
+    fn sql(&self) -> Sql<'_>;
+    /// The checks before any I/O for `params` parameters.
+    fn validate(&self, limits: Limits, params: usize) -> Result<()>;
+}
+
+/// The SQL text of a single [`Database::fetch_json_cached`] call.
+struct OneOff<'a>(Sql<'a>);
+
+impl Source for OneOff<'_> {
+    fn sql(&self) -> Sql<'_> {
+        self.0
+    }
+
+    fn validate(&self, limits: Limits, params: usize) -> Result<()> {
+        validate::check(self.0.text, params, limits)
+    }
 }
 
 /// What a statement's caller wants back.

@@ -16,13 +16,7 @@ pub(crate) fn check(sql: &str, params: usize, limits: Limits) -> Result<()> {
             .with_detail("bytes", sql.len())
             .with_detail("max_bytes", limits.max_bytes));
     }
-    if params > limits.max_params {
-        return Err(
-            Error::validation("query has more parameters than max_query_params")
-                .with_detail("params", params)
-                .with_detail("max_params", limits.max_params),
-        );
-    }
+    check_params(params, limits)?;
     if sql.as_bytes().contains(&0) {
         return Err(Error::validation("query holds a NUL byte"));
     }
@@ -36,6 +30,18 @@ pub(crate) fn check(sql: &str, params: usize, limits: Limits) -> Result<()> {
             "query holds more than one statement; send one statement per call",
         )),
     }
+}
+
+/// Checks the number of parameters against `limits` (for SQL checked before).
+pub(crate) fn check_params(params: usize, limits: Limits) -> Result<()> {
+    if params > limits.max_params {
+        return Err(
+            Error::validation("query has more parameters than max_query_params")
+                .with_detail("params", params)
+                .with_detail("max_params", limits.max_params),
+        );
+    }
+    Ok(())
 }
 
 /// Whether `sql` is certainly exactly one statement without scanning it: no `;` anywhere and a

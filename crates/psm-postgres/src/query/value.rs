@@ -159,9 +159,37 @@ impl SqlValue {
         }
     }
 
+    /// A cheap word of the value for the memo's slot hash: every byte counts, but it is not
+    /// unambiguous (the memo compares the parameters in full, [`Self::key_eq`]).
+    #[inline]
+    pub(crate) fn memo_word(&self) -> u64 {
+        match self {
+            Self::Null => 0x6e75_6c6c,
+            Self::Bool(b) => 0x626f_6f6c ^ u64::from(*b),
+            Self::Int(i) => i.cast_unsigned(),
+            Self::Float(f) => f.to_bits().rotate_left(7),
+            Self::Text(s) => fold_bytes(s.as_bytes()),
+            Self::Json(v) => fold_bytes(v.to_string().as_bytes()).rotate_left(11),
+            Self::Timestamp(t) => t.as_unix_micros().cast_unsigned().rotate_left(13),
+            Self::TextArray(v) => v.iter().fold(v.len() as u64, |acc, s| {
+                acc.rotate_left(17) ^ fold_bytes(s.as_bytes())
+            }),
+            Self::Bytes(b) => fold_bytes(b).rotate_left(19),
+        }
+    }
+
     /// Whether `self` and `other` are the same parameter for caching: equal values of one variant,
     /// floats compared bit for bit (so `0.0` and `-0.0` differ, and a NaN equals itself).
+    #[inline]
     pub(crate) fn key_eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Text(a), Self::Text(b)) => a == b,
+            (Self::Int(a), Self::Int(b)) => a == b,
+            _ => self.key_eq_other(other),
+        }
+    }
+
+    fn key_eq_other(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Float(a), Self::Float(b)) => a.to_bits() == b.to_bits(),
             (Self::Json(_), Self::Json(_)) => {
@@ -174,6 +202,33 @@ impl SqlValue {
             (a, b) => a == b,
         }
     }
+}
+
+/// Every byte of `b` folded into a word, each 8-byte word rotated by its position (cheap, for
+/// spreading memo slots; not a hash to rely on).
+#[inline]
+pub(crate) fn fold_bytes(b: &[u8]) -> u64 {
+    let n = b.len();
+    let word = |i: usize| {
+        b.get(i..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map_or(0, |w| u64::from_le_bytes(*w))
+    };
+    let mut acc = n as u64;
+    if n >= 8 {
+        let (mut i, mut r) = (0, 0_u32);
+        while i + 8 <= n {
+            acc ^= word(i).rotate_left(r);
+            r = (r + 23) & 63;
+            i += 8;
+        }
+        // The last word, overlapping the one before when `n` is not a multiple of 8.
+        acc ^= word(n - 8).rotate_left(r);
+    } else if n > 0 {
+        let tail = b.iter().fold(0_u64, |w, &x| (w << 8) | u64::from(x));
+        acc ^= tail << 8;
+    }
+    acc
 }
 
 fn accepts(v: &SqlValue, ty: &Type) -> bool {

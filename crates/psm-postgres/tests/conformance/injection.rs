@@ -267,6 +267,18 @@ async fn statement_scanner_tricks_never_run_a_second_statement() {
                 .fetch_json_cached(sql, &[], &psm_postgres::CacheOptions::default())
                 .await
                 .map(drop),
+            // Through a `Query` handle: refused when it is made, or by the server when run.
+            match db.query(sql) {
+                Ok(q) => q.fetch(&[]).await.map(drop),
+                Err(e) => Err(e),
+            },
+            match cached.query(sql) {
+                Ok(q) => q
+                    .fetch_json_cached(&[], &psm_postgres::CacheOptions::default())
+                    .await
+                    .map(drop),
+                Err(e) => Err(e),
+            },
         ];
         for r in outcomes {
             let e = r.expect_err(sql);
@@ -284,6 +296,14 @@ async fn statement_scanner_tricks_never_run_a_second_statement() {
             .await
             .unwrap_or_else(|e| panic!("{sql:?}: {e:?}"));
         assert_eq!(rows.len(), 1, "{sql:?}");
+        assert_eq!(rows[0]["v"], want, "{sql:?}");
+        let query = cached
+            .query(sql)
+            .unwrap_or_else(|e| panic!("{sql:?}: {e:?}"));
+        let rows = query
+            .fetch_json_cached(&[], &psm_postgres::CacheOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{sql:?}: {e:?}"));
         assert_eq!(rows[0]["v"], want, "{sql:?}");
         survives().await;
     }

@@ -407,7 +407,8 @@ async fn cached_user_lookup_is_invalidated_on_update_and_delete() {
 
 /// A cached fetch reads the database, then an invalidation runs to completion, and only then does
 /// the fetch's cache write land (forced by a gate in the cache). The stale value is written, but no
-/// later fetch, through this `Database` or another one sharing the cache, ever returns it.
+/// later fetch, through this `Database` or another one sharing the cache, with the SQL text or a
+/// `Query` handle, ever returns it. The racing fetch alternates between the two ways in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_racing_an_invalidation_never_serves_stale_rows_later() {
     let (_s, db) = db_with_table().await;
@@ -420,16 +421,20 @@ async fn a_fetch_racing_an_invalidation_never_serves_stale_rows_later() {
     let tag = CacheTag::parse("items").unwrap();
     let opts = CacheOptions::default().tag(tag.clone());
     let sql = "SELECT name FROM items WHERE id = $1";
-    for round in 0..2 {
-        // Start from a miss (round 1 would hit what round 0 cached).
+    let (query, other_query) = (db.query(sql).unwrap(), other.query(sql).unwrap());
+    for round in 0..4 {
+        // Start from a miss (a later round would hit what the one before cached).
         db.invalidate(std::slice::from_ref(&tag)).await.unwrap();
         let armed = cache.arm(":q:");
         let racing = {
-            let (db, opts) = (db.clone(), opts.clone());
+            let (db, query, opts) = (db.clone(), query.clone(), opts.clone());
             tokio::spawn(async move {
-                db.fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
-                    .await
-                    .unwrap()
+                let one = [SqlValue::Int(1)];
+                if round % 2 == 0 {
+                    db.fetch_json_cached(sql, &one, &opts).await.unwrap()
+                } else {
+                    query.fetch_json_cached(&one, &opts).await.unwrap()
+                }
             })
         };
         tokio::time::timeout(Duration::from_secs(30), armed.reached)
@@ -455,11 +460,11 @@ async fn a_fetch_racing_an_invalidation_never_serves_stale_rows_later() {
             round + 1,
             "the stale value was written after the invalidation"
         );
-        for d in [&db, &other, &db] {
-            let rows = d
-                .fetch_json_cached(sql, &[SqlValue::Int(1)], &opts)
-                .await
-                .unwrap();
+        for (d, q) in [(&db, &query), (&other, &other_query), (&db, &query)] {
+            let one = [SqlValue::Int(1)];
+            let rows = d.fetch_json_cached(sql, &one, &opts).await.unwrap();
+            assert_eq!(rows[0]["name"], *fresh, "a stale cached row was served");
+            let rows = q.fetch_json_cached(&one, &opts).await.unwrap();
             assert_eq!(rows[0]["name"], *fresh, "a stale cached row was served");
         }
     }
@@ -609,6 +614,189 @@ async fn one_query_under_two_tag_sets_is_two_entries() {
     assert_eq!(
         db.fetch_json_cached(sql, &p, &oa).await.unwrap()[0]["name"],
         "tres"
+    );
+}
+
+/// A `Query` handle: its SQL is checked once, at creation (nothing is sent for a rejected one);
+/// its calls check only their parameters; its cached fetches read and fill the very entry (and
+/// memo) the SQL text's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_handle_is_checked_once_and_shares_the_sql_texts_entry() {
+    let (_s, db) = db_with_table().await;
+    for bad in [
+        "",
+        "  ",
+        "-- only a comment",
+        "SELECT 1; DROP TABLE items",
+        "SELECT '\0'",
+    ] {
+        let e = db.query(bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Validation, "{bad:?}");
+    }
+    let big = format!("SELECT '{}'", "x".repeat(70_000));
+    assert!(db.query(&big).unwrap_err().detail("max_bytes").is_some());
+
+    let cache = Arc::new(TestCache::default());
+    let db = db.with_cache(cache.clone(), Ttl::from_secs(600).unwrap());
+    let sql = "SELECT name FROM items WHERE id = $1";
+    let q = db.query(sql).unwrap();
+    assert_eq!(q.sql(), sql);
+    assert_eq!(q.fetch_json(&[&1_i64]).await.unwrap()[0]["name"], "one");
+    assert_eq!(q.fetch(&[&2_i64]).await.unwrap().len(), 1);
+    assert!(q.fetch_one(&[&9_i64]).await.unwrap().is_none());
+    assert_eq!(
+        q.fetch_json_values(&[SqlValue::Int(3)]).await.unwrap()[0]["name"],
+        "three"
+    );
+
+    // Parameters: more than the limit fails before any cache or database read; a count the
+    // placeholders do not match fails when the statement is prepared.
+    let opts = CacheOptions::default();
+    let gets = cache.gets.load(std::sync::atomic::Ordering::SeqCst);
+    let many = vec![SqlValue::Int(1); 1001];
+    let e = q.fetch_json_cached(&many, &opts).await.unwrap_err();
+    assert_eq!(e.detail("max_params"), Some("1000"));
+    assert_eq!(cache.gets.load(std::sync::atomic::Ordering::SeqCst), gets);
+    let e = q.fetch_json_cached(&[], &opts).await.unwrap_err();
+    assert_eq!(e.detail("expected"), Some("1"));
+    let e = q.fetch(&[&1_i64, &2_i64]).await.unwrap_err();
+    assert_eq!(e.detail("given"), Some("2"));
+
+    // One entry, whichever way it is filled and read.
+    let one = [SqlValue::Int(1)];
+    assert_eq!(
+        q.cache_key(&one, &opts).unwrap(),
+        db.cache_key(sql, &one, &opts).unwrap()
+    );
+    assert_eq!(
+        q.fetch_json_cached(&one, &opts).await.unwrap()[0]["name"],
+        "one"
+    );
+    db.execute("UPDATE items SET name = 'changed' WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let hits = cache.hits();
+    let again = db.query(sql).unwrap();
+    for rows in [
+        db.fetch_json_cached(sql, &one, &opts).await.unwrap(),
+        q.fetch_json_cached(&one, &opts).await.unwrap(),
+        q.clone().fetch_json_cached(&one, &opts).await.unwrap(),
+        again.fetch_json_cached(&one, &opts).await.unwrap(),
+    ] {
+        assert_eq!(rows[0]["name"], "one", "a hit must come from the cache");
+    }
+    assert_eq!(cache.hits(), hits + 4);
+    let two = [SqlValue::Int(2)];
+    db.fetch_json_cached(sql, &two, &opts).await.unwrap();
+    db.execute("UPDATE items SET name = 'deux' WHERE id = 2", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        q.fetch_json_cached(&two, &opts).await.unwrap()[0]["name"],
+        "two"
+    );
+
+    // Invalidation through a handle.
+    let tag = CacheTag::parse("items").unwrap();
+    let tagged = CacheOptions::default().tag(tag.clone());
+    assert_eq!(
+        q.fetch_json_cached(&one, &tagged).await.unwrap()[0]["name"],
+        "changed"
+    );
+    let update = db
+        .query("UPDATE items SET name = $2 WHERE id = $1")
+        .unwrap();
+    assert_eq!(
+        update
+            .execute_invalidating(&[&1_i64, &"again"], std::slice::from_ref(&tag))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        q.fetch_json_cached(&one, &tagged).await.unwrap()[0]["name"],
+        "again"
+    );
+    assert_eq!(update.execute(&[&1_i64, &"later"]).await.unwrap(), 1);
+
+    // Without a cache a handle reads the database every time.
+    let plain = _s.database().query(sql).unwrap();
+    assert_eq!(
+        plain.fetch_json_cached(&one, &opts).await.unwrap()[0]["name"],
+        "later"
+    );
+    assert_eq!(plain.cache_key(&one, &opts).unwrap(), None);
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&q.fetch_json_cached(&one, &opts));
+}
+
+/// The memo's rows answer only for the very value they came from: a value under the key with
+/// another write nonce (as any other write has), even of the same length, is decoded and checked
+/// afresh; so is one of another length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memo_answers_only_for_the_value_its_rows_came_from() {
+    let (_s, db) = db_with_table().await;
+    let cache = Arc::new(TestCache::default());
+    let ttl = Ttl::from_secs(600).unwrap();
+    let db = db.with_cache(cache.clone(), ttl);
+    let sql = "SELECT name FROM items WHERE id = $1";
+    let q = db.query(sql).unwrap();
+    let (one, opts) = ([SqlValue::Int(1)], CacheOptions::default());
+    assert_eq!(
+        q.fetch_json_cached(&one, &opts).await.unwrap()[0]["name"],
+        "one"
+    );
+    let key = q.cache_key(&one, &opts).unwrap().unwrap();
+    let stored = cache.get(&key).await.unwrap().unwrap();
+    // The row's string as the stored form has it: tag 6, u32 length, bytes.
+    let at = |bytes: &[u8], s: &[u8]| {
+        bytes
+            .windows(s.len())
+            .position(|w| w == s)
+            .expect("the row's name in the stored value")
+    };
+    let name = b"\x06\x03\x00\x00\x00one";
+    let i = at(&stored, name);
+
+    // Another write of the same length: other rows, another nonce.
+    let mut other = stored.clone();
+    other[i..i + name.len()].copy_from_slice(b"\x06\x03\x00\x00\x00uno");
+    other[5] ^= 0xff;
+    cache.set(&key, &other, ttl, &[]).await.unwrap();
+    for rows in [
+        q.fetch_json_cached(&one, &opts).await.unwrap(),
+        db.fetch_json_cached(sql, &one, &opts).await.unwrap(),
+    ] {
+        assert_eq!(
+            rows[0]["name"], "uno",
+            "the memo answered for another value"
+        );
+    }
+
+    // Another length (the head kept): decoded afresh too.
+    let mut longer = other[..i].to_vec();
+    longer.extend_from_slice(b"\x06\x04\x00\x00\x00unos");
+    longer.extend_from_slice(&other[i + name.len()..]);
+    cache.set(&key, &longer, ttl, &[]).await.unwrap();
+    assert_eq!(
+        q.fetch_json_cached(&one, &opts).await.unwrap()[0]["name"],
+        "unos"
+    );
+
+    // The original value again (its nonce is not the memo's now): decoded afresh.
+    cache.set(&key, &stored, ttl, &[]).await.unwrap();
+    assert_eq!(
+        q.fetch_json_cached(&one, &opts).await.unwrap()[0]["name"],
+        "one"
+    );
+    // Gone: a miss, and the database answers.
+    db.execute("UPDATE items SET name = 'eins' WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert!(cache.delete(&key).await.unwrap());
+    assert_eq!(
+        q.fetch_json_cached(&one, &opts).await.unwrap()[0]["name"],
+        "eins"
     );
 }
 
