@@ -1,6 +1,10 @@
 //! [`TokenService`]: issue, verify, rotate and revoke access/refresh token pairs.
 
-use std::{fmt, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::Header;
@@ -41,7 +45,14 @@ struct Inner {
     state: DynTokenStateStore,
     clock: DynClock,
     rng: Arc<dyn RandomSource>,
+    /// Access tokens whose signature and claims verified, by their full text. A hit skips the
+    /// decoding and the signature (both fixed for the token's life, as the key set is fixed for
+    /// the service's) but never the time checks, which run again against the clock.
+    verified: RwLock<HashMap<Box<str>, AccessClaims>>,
 }
+
+/// Most verified access tokens remembered; when full, the memory starts over.
+const VERIFIED_ENTRIES: usize = 4096;
 
 impl fmt::Debug for TokenService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,6 +98,7 @@ impl TokenService {
                 state,
                 clock,
                 rng,
+                verified: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -166,10 +178,31 @@ impl TokenService {
     /// here until it expires. Authorize with psm's `AuthService::verify` or
     /// [`verify_access_strict`](Self::verify_access_strict).
     ///
+    /// The service remembers the last few thousand tokens that verified, by their full text, and
+    /// answers them again without decoding or checking the signature (neither can change for a
+    /// given text and key set); the time checks run on every call.
+    ///
     /// # Errors
     /// `TokenExpired` past `exp` plus leeway; `TokenInvalid` for anything else wrong.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims> {
-        self.verified(token, ACCESS_HEADER_TYP, ACCESS_TYP, true)
+        let i = &*self.inner;
+        let known = i
+            .verified
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+            .cloned();
+        if let Some(claims) = known {
+            check_common(&i.config, i.clock.now(), &claims.common(), ACCESS_TYP, true)?;
+            return Ok(claims);
+        }
+        let claims: AccessClaims = self.verified(token, ACCESS_HEADER_TYP, ACCESS_TYP, true)?;
+        let mut verified = i.verified.write().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_ENTRIES {
+            verified.clear();
+        }
+        verified.insert(token.into(), claims.clone());
+        Ok(claims)
     }
 
     /// [`verify_access`](Self::verify_access), then the user's current token epoch from the store

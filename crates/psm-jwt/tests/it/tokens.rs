@@ -1621,3 +1621,33 @@ async fn debug_output_holds_no_secret_or_token() {
     assert!(dumps[0].contains("k1") && dumps[0].contains("HS256"));
     assert!(dumps[6].contains("[redacted]"));
 }
+
+#[tokio::test]
+async fn a_remembered_token_answers_as_a_fresh_verification_and_its_mutations_still_fail() {
+    let h = harness();
+    let pair = issue(&h).await;
+    let first = h.svc.verify_access(&pair.access_token).unwrap();
+    assert_eq!(h.svc.verify_access(&pair.access_token).unwrap(), first);
+    // Every one-character change of a remembered token is verified from scratch, and fails.
+    let bytes = pair.access_token.as_bytes();
+    for at in (0..bytes.len()).step_by(7) {
+        let mut changed = bytes.to_vec();
+        changed[at] = if changed[at] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(changed).unwrap();
+        if changed != pair.access_token {
+            assert!(
+                h.svc.verify_access(&changed).is_err(),
+                "mutation at {at} verified"
+            );
+        }
+    }
+    // Revocation still reaches a remembered token through the strict check.
+    h.svc
+        .revoke_user_tokens(&first.sub.parse_user())
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(h.svc.verify_access_strict(&pair.access_token).await),
+        ErrorKind::TokenRevoked
+    );
+}
