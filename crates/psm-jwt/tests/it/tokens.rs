@@ -1643,7 +1643,7 @@ async fn a_remembered_token_answers_as_a_fresh_verification_and_its_mutations_st
     }
     // Revocation still reaches a remembered token through the strict check.
     h.svc
-        .revoke_user_tokens(&first.sub.parse_user())
+        .revoke_user_tokens(&psm_core::UserId::parse(&first.sub).unwrap())
         .await
         .unwrap();
     assert_eq!(
