@@ -18,7 +18,7 @@ use psm_core::{Cache, CacheKey, CacheTag, Result, Ttl, async_trait, check_cache_
 
 use crate::{
     PROVIDER,
-    conn::{Conn, Retry, Shared, call, now_micros},
+    conn::{Conn, Retry, Shared, call, now_micros, read},
     scripts,
     session::integer,
     store::kv,
@@ -66,7 +66,7 @@ impl Cache for RedisCache {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>> {
         let conn = self.conn()?;
         let (v, e): (Option<Vec<u8>>, Option<i64>) =
-            call!(&conn, "cache_get", |c| c
+            read!(&conn, "cache_get", |c| c
                 .hmget::<(Option<Vec<u8>>, Option<i64>), _, _>(
                     self.shared.keys.cache_entry(key.as_str()),
                     &["v", "e"]
@@ -134,7 +134,7 @@ impl Cache for RedisCache {
     async fn delete_tag(&self, tag: &CacheTag) -> Result<u64> {
         let conn = self.conn()?;
         let tk = self.shared.keys.cache_tag(tag.as_str());
-        let members: Vec<String> = call!(&conn, "cache_delete_tag", |c| c
+        let members: Vec<String> = read!(&conn, "cache_delete_tag", |c| c
             .smembers::<Vec<String>, _>(tk.as_str()))?;
         let mut removed = 0;
         let mut done = Vec::new();

@@ -1,15 +1,16 @@
 //! The shared connection: a fred pool, the loaded scripts, the health check and the optional
 //! client-side cache.
 //!
-//! # Failing fast without a timer per command
-//! A per-command timer (fred's `default_command_timeout`, or `tokio::time::timeout`) costs a third
-//! of the throughput of a bare client on the check path. Instead every command is sent with fred's
-//! per-command `fail_fast` option and the pool runs fred's unresponsive-connection detection:
+//! # Failing fast without a timer on the check path
+//! A per-command timer (fred's per-command timeout, or `tokio::time::timeout`) costs between a
+//! quarter and a half of the throughput of a bare client on the check path. Instead every command
+//! is sent with fred's per-command `fail_fast` option and the pool runs fred's
+//! unresponsive-connection detection:
 //!
 //! - while a pooled client is disconnected or reconnecting, a command fails at once
 //!   (`ProviderConnection`); psm also keeps a "down" flag per client, set by fred's error
-//!   broadcast the moment a connection drops and cleared when it is re-established, so no command
-//!   is queued behind a pending reconnect;
+//!   broadcast the moment a connection drops and cleared when it is re-established, so new calls
+//!   go to another pooled connection or fail at once;
 //! - a command in flight when its connection closes fails at once (fail-fast commands are never
 //!   kept for a replay by fred);
 //! - a connection that stays silent with a command in flight for `socket_timeout` minus one check
@@ -17,15 +18,38 @@
 //!   `socket_timeout`;
 //! - TCP keepalive is on, and the first reconnect attempt starts after 1 ms.
 //!
+//! One gap is left by fred itself: a command handed to a client in the instant after its
+//! connection broke, before fred's state says so, waits in the client's queue behind the
+//! reconnect, and fred's reconnect loop does not read that queue until a connection holds again —
+//! for the whole outage. (Ending the loop instead, with a finite reconnect policy, fails the queue
+//! but leaks fred 10.1's queued-command counter, after which the client stops flushing lone
+//! commands.) psm closes the gap per kind of command:
+//!
+//! - reads ([`read!`], the check path) race the answer against the client's "broke" notification,
+//!   sent with the down flag: a read queued on a broken connection fails (and is retried like any
+//!   broken read) the moment psm sees the break. A read still queued is sent after the reconnect
+//!   and its answer dropped, which changes nothing;
+//! - writes ([`call!`], scripts, `UNLINK`, `INCR`) carry fred's per-command timeout of
+//!   `socket_timeout`: a write still queued when it expires fails, and fred drops it unsent, so a
+//!   write reported as failed never lands after the outage.
+//!
 //! With `retry_on_timeout`, psm itself retries an idempotent call once when its connection broke
 //! while the call was in flight, after waiting (at most half of `socket_timeout`) for a reconnect.
-//! Scans additionally bound each page with a timer (they are not on the check path).
+//! Scans and `INFO` additionally bound each page with a timer (they are not on the check path).
+//!
+//! # One connection at a time
+//! Calls go to the first healthy pooled connection; the others are standbys that take over the
+//! moment it is marked down. One pipelined connection batches concurrent commands into far fewer
+//! writes and reads than the same commands spread over several (a bare fred `Pool` ends up doing
+//! the same: it advances its round-robin counter four times per command, so with four clients
+//! nearly every command lands on one connection).
 
 use std::{
     future::Future,
+    pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -46,7 +70,7 @@ use fred::{
 };
 use parking_lot::RwLock;
 use psm_core::{Clock, Error, ErrorKind, Result, SystemClock};
-use tokio::task::JoinHandle;
+use tokio::{sync::Notify, task::JoinHandle};
 
 use crate::{
     PROVIDER,
@@ -73,9 +97,14 @@ pub(crate) struct Shared {
 
 /// One pooled client, whether psm saw its connection drop, and how often it reconnected.
 #[derive(Debug)]
-struct Slot {
+pub(crate) struct Slot {
+    /// Fail fast, no timer: reads, each raced against `broke` (see [`Slot::guard`]).
     client: WithOptions<Client>,
+    /// Fail fast, with fred's per-command timeout of `socket_timeout`: writes.
+    timed: WithOptions<Client>,
     down: Arc<AtomicBool>,
+    /// Notified (after `down` is set) when psm sees the connection break.
+    broke: Arc<Notify>,
     reconnects: Arc<AtomicU64>,
 }
 
@@ -83,6 +112,56 @@ impl Slot {
     fn up(&self) -> bool {
         !self.down.load(Ordering::Acquire) && self.client.is_connected()
     }
+
+    /// The client for reads (no timer: run them through [`guard`](Self::guard)).
+    #[inline]
+    pub(crate) fn reader(&self) -> &WithOptions<Client> {
+        &self.client
+    }
+
+    /// The client for writes (fred's per-command timeout: a write still queued when it expires
+    /// is failed and never sent).
+    #[inline]
+    pub(crate) fn writer(&self) -> &WithOptions<Client> {
+        &self.timed
+    }
+
+    /// Runs `read`, a read sent through [`reader`](Self::reader), until it is answered or psm
+    /// sees this connection break; then it fails like a read on a closed connection. The
+    /// notification is armed before the down flag is checked, and the flag is set before it is
+    /// sent, so a break is never missed.
+    #[inline]
+    pub(crate) async fn guard<T>(
+        &self,
+        mut read: Pin<Box<impl Future<Output = std::result::Result<T, FredError>>>>,
+    ) -> std::result::Result<T, FredError> {
+        let broke = self.broke.notified();
+        tokio::pin!(broke);
+        broke.as_mut().enable();
+        if self.down.load(Ordering::Acquire) {
+            return Err(seen_broken());
+        }
+        tokio::select! {
+            biased;
+            r = read.as_mut() => r,
+            () = broke => Err(seen_broken()),
+        }
+    }
+
+    /// Awaits `write`, a write sent through [`writer`](Self::writer) (fred's own timeout bounds
+    /// it).
+    #[inline]
+    pub(crate) async fn plain<T>(
+        &self,
+        write: Pin<Box<impl Future<Output = std::result::Result<T, FredError>>>>,
+    ) -> std::result::Result<T, FredError> {
+        write.await
+    }
+}
+
+/// The error of a read abandoned because its connection broke.
+fn seen_broken() -> FredError {
+    FredError::new(FredKind::IO, "Connection closed (seen by psm)")
 }
 
 /// A picked pooled client: its index and reconnect count when picked.
@@ -105,7 +184,6 @@ struct Loaded {
 pub(crate) struct Conn {
     pub(crate) pool: Pool,
     slots: Box<[Slot]>,
-    next: AtomicUsize,
     scripts: Vec<Loaded>,
     tasks: Vec<JoinHandle<()>>,
     pub(crate) timeout: Duration,
@@ -167,8 +245,13 @@ impl Shared {
                 return Err(unreachable("connect"));
             }
         }
-        let opts = Options {
+        let fast = Options {
             fail_fast: true,
+            ..Options::default()
+        };
+        let timed = Options {
+            fail_fast: true,
+            timeout: Some(self.config.socket_timeout),
             ..Options::default()
         };
         let mut tasks = Vec::new();
@@ -177,11 +260,14 @@ impl Shared {
             .iter()
             .map(|c| {
                 let down = Arc::new(AtomicBool::new(false));
+                let broke = Arc::new(Notify::new());
                 let reconnects = Arc::new(AtomicU64::new(0));
-                tasks.extend(watch_client(c, &down, &reconnects));
+                tasks.extend(watch_client(c, &down, &broke, &reconnects));
                 Slot {
-                    client: c.with_options(&opts),
+                    client: c.with_options(&fast),
+                    timed: c.with_options(&timed),
                     down,
+                    broke,
                     reconnects,
                 }
             })
@@ -189,7 +275,6 @@ impl Shared {
         let mut conn = Conn {
             pool,
             slots,
-            next: AtomicUsize::new(0),
             scripts: Vec::with_capacity(scripts::ALL.len()),
             tasks,
             timeout: self.config.socket_timeout,
@@ -253,14 +338,15 @@ impl Shared {
 }
 
 /// Keeps `down` in step with the connection of `client`: set the moment fred reports a broken
-/// connection, cleared when fred has connected again.
+/// connection (then `broke` wakes the reads waiting on it), cleared when fred has connected again.
 fn watch_client(
     client: &Client,
     down: &Arc<AtomicBool>,
+    broke: &Arc<Notify>,
     reconnects: &Arc<AtomicU64>,
 ) -> [JoinHandle<()>; 2] {
     let mut errors = client.error_rx();
-    let d = Arc::clone(down);
+    let (d, b) = (Arc::clone(down), Arc::clone(broke));
     let c = client.clone();
     let on_error = tokio::spawn(async move {
         loop {
@@ -271,6 +357,9 @@ fn watch_client(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
+            // Every error fred broadcasts is about a connection; a read woken needlessly is only
+            // retried.
+            b.notify_waiters();
         }
     });
     let mut events = client.reconnect_rx();
@@ -329,27 +418,36 @@ pub(crate) enum Retry {
 }
 
 impl Conn {
-    /// A connected pooled client (round robin), or `ProviderConnection` at once when every
-    /// pooled connection is down: nothing waits for a reconnect.
+    /// The read client of the first connected pooled connection (see the module docs: one
+    /// pipelined connection at a time), or `ProviderConnection` at once when every pooled
+    /// connection is down: nothing waits for a reconnect. Only for reads bounded by a timer
+    /// ([`bounded`](Self::bounded)); other reads go through [`read!`], writes through [`call!`] or
+    /// [`writer`](Self::writer).
     #[inline]
     pub(crate) fn client(&self, op: &'static str) -> Result<&WithOptions<Client>> {
-        self.pick(op).map(|(_, c)| c)
+        self.pick(op).map(|(_, s)| s.reader())
     }
 
-    /// [`client`](Self::client), with what a retry needs to know about the pick.
+    /// The write client of the first connected pooled connection (fred's per-command timeout of
+    /// `socket_timeout`), or `ProviderConnection` at once.
     #[inline]
-    pub(crate) fn pick(&self, op: &'static str) -> Result<(Picked, &WithOptions<Client>)> {
-        let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            let index = (start + i) % n;
-            let slot = &self.slots[index];
+    pub(crate) fn writer(&self, op: &'static str) -> Result<&WithOptions<Client>> {
+        self.pick(op).map(|(_, s)| s.writer())
+    }
+
+    /// The first connected pooled connection, with what a retry needs to know about the pick.
+    #[inline]
+    pub(crate) fn pick(&self, op: &'static str) -> Result<(Picked, &Slot)> {
+        for (index, slot) in self.slots.iter().enumerate() {
+            // The down flag only (fred checks its own state again when the command is sent; a
+            // slot picked in the instant between a reconnect and fred's state saying so fails
+            // fast, and its call is retried).
             if !slot.down.load(Ordering::Acquire) {
                 let picked = Picked {
                     index,
                     reconnects: slot.reconnects.load(Ordering::Acquire),
                 };
-                return Ok((picked, &slot.client));
+                return Ok((picked, slot));
             }
         }
         Err(unreachable(op))
@@ -365,10 +463,10 @@ impl Conn {
         map(e, op, self.healthy())
     }
 
-    /// After a first attempt on `picked` failed with `e`: a client for the second attempt when
-    /// the call should be sent again (its connection broke, `retry_on_timeout` is on, the call is
-    /// idempotent, and within half of `socket_timeout` the picked client reconnected or another
-    /// pooled client is up), else the mapped error.
+    /// After a first attempt on `picked` failed with `e`: the pooled connection for the second
+    /// attempt when the call should be sent again (its connection broke, `retry_on_timeout` is on,
+    /// the call is idempotent, and within half of `socket_timeout` the picked connection
+    /// reconnected or another one is up), else the mapped error.
     #[cold]
     pub(crate) async fn retry_after(
         &self,
@@ -376,7 +474,7 @@ impl Conn {
         op: &'static str,
         retry: Retry,
         picked: Picked,
-    ) -> Result<&WithOptions<Client>> {
+    ) -> Result<&Slot> {
         if !self.retry || retry == Retry::Never || !broken_connection(e) {
             return Err(self.err(e, op));
         }
@@ -384,15 +482,15 @@ impl Conn {
         loop {
             let failed = &self.slots[picked.index];
             if failed.reconnects.load(Ordering::Acquire) > picked.reconnects && failed.up() {
-                return Ok(&failed.client);
+                return Ok(failed);
             }
-            if let Some(other) = self
+            if let Some((_, other)) = self
                 .slots
                 .iter()
                 .enumerate()
                 .find(|(i, s)| *i != picked.index && s.up())
             {
-                return Ok(&other.1.client);
+                return Ok(other);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(self.err(e, op));
@@ -419,6 +517,17 @@ impl Conn {
         }
     }
 
+    /// Awaits `fut`, a write sent once through [`writer`](Self::writer) (bounded by fred's
+    /// per-command timeout, never by a timer of psm's: a timer that dropped the call could leave
+    /// the write queued to land after the outage), and maps its error.
+    pub(crate) async fn write_once<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = std::result::Result<T, FredError>>,
+    ) -> Result<T> {
+        fut.await.map_err(|e| self.err(&e, op))
+    }
+
     /// Runs `script` with EVALSHA, falling back to EVAL when the server lost its script cache.
     /// `args` builds the keys and arguments; it is called again only for a fallback or a retry,
     /// so nothing is cloned on the common path.
@@ -432,25 +541,25 @@ impl Conn {
         let Some(s) = self.scripts.iter().find(|l| l.name == script.name) else {
             return Err(error::reply(op));
         };
-        let (picked, client) = match self.pick(op) {
+        let (picked, slot) = match self.pick(op) {
             Ok(p) => p,
             Err(e) => {
                 tokio::task::yield_now().await;
                 return Err(e);
             }
         };
-        let e = match self.run_on(client, s, &args).await {
+        let e = match self.run_on(slot.writer(), s, &args).await {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        let client = self.retry_after(&e, op, retry, picked).await?;
-        self.run_on(client, s, &args)
+        let slot = self.retry_after(&e, op, retry, picked).await?;
+        self.run_on(slot.writer(), s, &args)
             .await
             .map_err(|e| self.err(&e, op))
     }
 
-    /// EVALSHA (EVAL on NOSCRIPT) as custom commands, so fred's per-command options (fail fast)
-    /// apply; in cluster mode the first key picks the node.
+    /// EVALSHA (EVAL on NOSCRIPT) as custom commands, so fred's per-command options (fail fast,
+    /// the write timeout) apply; in cluster mode the first key picks the node.
     async fn run_on<C: ClientLike>(
         &self,
         client: &C,
@@ -580,7 +689,7 @@ impl Conn {
         if self.cluster {
             for chunk in keys.chunks(256) {
                 let dels = chunk.iter().map(|k| async move {
-                    self.bounded(op, self.client(op)?.unlink::<u64, _>(k.as_str()))
+                    self.write_once(op, self.writer(op)?.unlink::<u64, _>(k.as_str()))
                         .await
                 });
                 for r in futures::future::join_all(dels).await {
@@ -590,7 +699,7 @@ impl Conn {
         } else {
             for chunk in keys.chunks(512) {
                 let n: u64 = self
-                    .bounded(op, self.client(op)?.unlink(chunk.to_vec()))
+                    .write_once(op, self.writer(op)?.unlink(chunk.to_vec()))
                     .await?;
                 removed += n;
             }
@@ -599,10 +708,16 @@ impl Conn {
     }
 }
 
-/// Calls `$body` (an expression using the client `$c`) once, and once more after a reconnect when
-/// the connection broke and the call is idempotent. No timer on the common path.
-macro_rules! call {
-    ($conn:expr, $op:expr, |$c:ident| $body:expr) => {{
+/// Runs `$body` (an expression using the client `$c`) through one pooled connection once, and once
+/// more after a reconnect when the connection broke and the call is idempotent. `$run` is how
+/// the future is awaited on the connection: the read guard or plain awaiting.
+///
+/// fred's command futures are several kilobytes (an `HMGET` is 6.6 KB), and a future is copied
+/// whole each time it is moved: the command future is boxed where it is made (moved once, as a
+/// bare client's is), and the retry is a boxed cold path, so the caller's own future (which
+/// `async_trait` boxes and copies again) stays small.
+macro_rules! attempt_twice {
+    ($conn:expr, $op:expr, $client:ident, $run:ident, |$c:ident| $body:expr) => {{
         let conn: &$crate::conn::Conn = $conn;
         match conn.pick($op) {
             // Failing at once must still yield: a caller retrying in a loop would otherwise
@@ -611,24 +726,47 @@ macro_rules! call {
                 tokio::task::yield_now().await;
                 Err(e)
             }
-            Ok((picked, first)) => {
+            Ok((picked, slot)) => {
                 let first = {
-                    let $c = first;
-                    $body.await
+                    let $c = slot.$client();
+                    slot.$run(Box::pin($body)).await
                 };
                 match first {
                     Ok(v) => Ok(v),
-                    Err(e) => match conn
-                        .retry_after(&e, $op, $crate::conn::Retry::Idempotent, picked)
+                    Err(e) => {
+                        Box::pin(async {
+                            let slot = conn
+                                .retry_after(&e, $op, $crate::conn::Retry::Idempotent, picked)
+                                .await?;
+                            let $c = slot.$client();
+                            slot.$run(Box::pin($body))
+                                .await
+                                .map_err(|e| conn.err(&e, $op))
+                        })
                         .await
-                    {
-                        Ok($c) => $body.await.map_err(|e| conn.err(&e, $op)),
-                        Err(err) => Err(err),
-                    },
+                    }
                 }
             }
         }
     }};
+}
+pub(crate) use attempt_twice;
+
+/// A read: `$body` (an expression using the client `$c`) raced against its connection breaking
+/// (see [`Slot::guard`]), retried once after a reconnect when the connection broke. No timer.
+macro_rules! read {
+    ($conn:expr, $op:expr, |$c:ident| $body:expr) => {
+        $crate::conn::attempt_twice!($conn, $op, reader, guard, |$c| $body)
+    };
+}
+pub(crate) use read;
+
+/// An idempotent write: `$body` (an expression using the client `$c`) with fred's per-command
+/// timeout, retried once after a reconnect when the connection broke.
+macro_rules! call {
+    ($conn:expr, $op:expr, |$c:ident| $body:expr) => {
+        $crate::conn::attempt_twice!($conn, $op, writer, plain, |$c| $body)
+    };
 }
 pub(crate) use call;
 
@@ -660,7 +798,11 @@ pub(crate) fn unresponsive_interval(timeout: Duration) -> Duration {
 }
 
 /// fred's connection settings: connect timeout, unresponsive detection (a command unanswered for
-/// `socket_timeout` closes its connection), TCP keepalive.
+/// `socket_timeout` closes its connection), TCP keepalive. `TCP_NODELAY` stays off, as in fred's
+/// defaults: concurrent commands pipelined on one connection are coalesced into fewer segments
+/// (with it on, 64 concurrent checks ran at 70–80% of a bare client's rate instead of 80–90%). A
+/// command held back waits only for the acknowledgement of the data before it, which the server
+/// sends with its next reply; a lone request/response is never delayed.
 pub(crate) fn connection_config(config: &RedisConfig) -> ConnectionConfig {
     let interval = unresponsive_interval(config.socket_timeout);
     ConnectionConfig {
@@ -672,7 +814,6 @@ pub(crate) fn connection_config(config: &RedisConfig) -> ConnectionConfig {
             interval,
         },
         tcp: TcpConfig {
-            nodelay: Some(true),
             keepalive: Some(
                 TcpKeepalive::new()
                     .with_time(Duration::from_secs(10))

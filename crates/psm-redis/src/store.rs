@@ -16,7 +16,7 @@ use psm_core::{
 use crate::{
     PROVIDER, RedisConfig, RedisStorage,
     client_cache::{ClientCache, ClientCacheStats, Entry},
-    conn::{Conn, Retry, Shared, call, now_micros},
+    conn::{Conn, Retry, Shared, now_micros, read},
     scripts,
     session::{self, decode, expiry, integer, strings, write_args},
 };
@@ -62,7 +62,7 @@ impl RedisStore {
         sid: &str,
         now: i64,
     ) -> Result<Option<session::Stored>> {
-        let map: HashMap<String, String> = call!(conn, "get_permissions", |c| c
+        let map: HashMap<String, String> = read!(conn, "get_permissions", |c| c
             .hgetall::<HashMap<String, String>, _>(self.shared.keys.session(sid)))?;
         decode(map, now)
     }
@@ -73,7 +73,7 @@ impl RedisStore {
     async fn fill(&self, cache: &ClientCache, sid: &str) -> Result<Arc<Entry>> {
         let ticket = cache.begin_fill(sid);
         let conn = self.shared.conn()?;
-        let map: HashMap<String, String> = call!(&conn, "check_permission", |c| c
+        let map: HashMap<String, String> = read!(&conn, "check_permission", |c| c
             .hgetall::<HashMap<String, String>, _>(self.shared.keys.session(sid)))?;
         let entry = if map.is_empty() {
             Entry::missing()
@@ -105,7 +105,7 @@ impl RedisStore {
         let mut live = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(512) {
             let checks = chunk.iter().map(|sid| async move {
-                call!(conn, "list_sessions", |c| c
+                read!(conn, "list_sessions", |c| c
                     .hmget::<(Option<String>, Option<i64>), _, _>(
                         self.shared.keys.session(sid),
                         &[" u", " e"]
@@ -278,12 +278,13 @@ impl PermissionStore for RedisStore {
                 return Ok(hit);
             }
             if cache.usable() {
-                let entry = self.fill(cache, sid).await?;
+                // Boxed: the fill's future is large, and this one is copied on every check.
+                let entry = Box::pin(self.fill(cache, sid)).await?;
                 return Ok(entry.grants_now(permission.as_str()));
             }
         }
         let conn = self.shared.conn()?;
-        let (granted, e): (Option<i64>, Option<i64>) = call!(&conn, "check_permission", |c| c
+        let (granted, e): (Option<i64>, Option<i64>) = read!(&conn, "check_permission", |c| c
             .hmget::<(Option<i64>, Option<i64>), _, _>(
                 self.shared.keys.session(sid),
                 &[permission.as_str(), " e"]
@@ -300,7 +301,7 @@ impl PermissionStore for RedisStore {
         if let Some(cache) = &self.shared.client_cache {
             let entry = match cache.entry(sid) {
                 Some(e) => Some(e),
-                None if cache.usable() => Some(self.fill(cache, sid).await?),
+                None if cache.usable() => Some(Box::pin(self.fill(cache, sid)).await?),
                 None => None,
             };
             if let Some(entry) = entry {
@@ -313,7 +314,7 @@ impl PermissionStore for RedisStore {
             }
         }
         let conn = self.shared.conn()?;
-        let got: Vec<Option<String>> = call!(&conn, "check_permissions", |c| {
+        let got: Vec<Option<String>> = read!(&conn, "check_permissions", |c| {
             let mut fields: Vec<&str> = permissions.iter_str().collect();
             fields.push(" e");
             c.hmget::<Vec<Option<String>>, _, _>(self.shared.keys.session(sid), fields)

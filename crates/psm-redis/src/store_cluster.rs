@@ -18,7 +18,7 @@ use psm_core::{
 
 use crate::{
     PROVIDER,
-    conn::{Conn, PENDING_GRACE_MS, Retry, call, now_micros},
+    conn::{Conn, PENDING_GRACE_MS, Retry, now_micros, read},
     keys::escape,
     scripts,
     session::{string, strings, write_args},
@@ -185,7 +185,7 @@ impl RedisStore {
     async fn live_of(&self, conn: &Conn, user: &str, entries: &[Entry]) -> Result<Vec<bool>> {
         let now = now_micros();
         let reads = entries.iter().map(|e| async move {
-            call!(conn, "verify_index", |c| c
+            read!(conn, "verify_index", |c| c
                 .hmget::<(Option<String>, Option<i64>), _, _>(
                     self.shared.keys.session(&e.sid),
                     &[" u", " e"]
@@ -496,7 +496,7 @@ impl RedisStore {
             .with_detail("session", id.redacted())
         };
         let (owner, e): (Option<String>, Option<i64>) =
-            call!(conn, OP, |c| c
+            read!(conn, OP, |c| c
                 .hmget::<(Option<String>, Option<i64>), _, _>(
                     self.shared.keys.session(sid),
                     &[" u", " e"]
@@ -600,7 +600,7 @@ impl RedisStore {
     ) -> Result<bool> {
         const OP: &str = "update_permissions";
         if let Some((e, _)) = new_expiry {
-            let owner: Option<String> = call!(conn, OP, |c| c
+            let owner: Option<String> = read!(conn, OP, |c| c
                 .hget::<Option<String>, _, _>(self.shared.keys.session(sid), " k"))?;
             let Some(owner) = owner else {
                 return Ok(false);
@@ -652,7 +652,7 @@ impl RedisStore {
             let now = now_micros();
             for sid in &due {
                 let (owner, e): (Option<String>, Option<i64>) =
-                    call!(conn, OP, |c| c
+                    read!(conn, OP, |c| c
                         .hmget::<(Option<String>, Option<i64>), _, _>(
                             self.shared.keys.session(sid),
                             &[" u", " e"]

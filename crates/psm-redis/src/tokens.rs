@@ -22,7 +22,7 @@ use psm_core::{
 
 use crate::{
     PROVIDER,
-    conn::{Conn, Retry, Shared, call, now_micros},
+    conn::{Conn, Retry, Shared, call, now_micros, read},
     error, scripts,
     session::{integer, strings},
     store::kv,
@@ -208,7 +208,7 @@ impl TokenStateStore for RedisTokenStateStore {
     async fn get_family(&self, id: &FamilyId) -> Result<Option<TokenFamily>> {
         let conn = self.conn()?;
         let map: HashMap<String, String> =
-            call!(&conn, "get_family", |c| c
+            read!(&conn, "get_family", |c| c
                 .hgetall::<HashMap<String, String>, _>(
                     self.shared.keys.family(id.as_str()).0
                 ))?;
@@ -280,7 +280,7 @@ impl TokenStateStore for RedisTokenStateStore {
         loop {
             // Every family read here leaves the index (revoked now, already revoked, expired,
             // vanished or not the user's), so each batch starts at the front.
-            let ids: Vec<String> = call!(&conn, OP, |c| c.zrange::<Vec<String>, _, _, _>(
+            let ids: Vec<String> = read!(&conn, OP, |c| c.zrange::<Vec<String>, _, _, _>(
                 index.as_str(),
                 0,
                 BATCH - 1,
@@ -315,7 +315,7 @@ impl TokenStateStore for RedisTokenStateStore {
 
     async fn user_epoch(&self, user: &UserId) -> Result<u64> {
         let conn = self.conn()?;
-        let v: Option<u64> = call!(&conn, "user_epoch", |c| c
+        let v: Option<u64> = read!(&conn, "user_epoch", |c| c
             .get::<Option<u64>, _>(self.shared.keys.user_epoch(user.as_str())))?;
         Ok(v.unwrap_or(0))
     }
@@ -323,9 +323,9 @@ impl TokenStateStore for RedisTokenStateStore {
     async fn bump_user_epoch(&self, user: &UserId) -> Result<u64> {
         let conn = self.conn()?;
         let key = self.shared.keys.user_epoch(user.as_str());
-        conn.bounded(
+        conn.write_once(
             "bump_user_epoch",
-            conn.client("bump_user_epoch")?.incr::<u64, _>(key.as_str()),
+            conn.writer("bump_user_epoch")?.incr::<u64, _>(key.as_str()),
         )
         .await
     }
@@ -337,7 +337,7 @@ impl TokenStateStore for RedisTokenStateStore {
         let index = self.shared.keys.family_expiry();
         let mut n = 0;
         loop {
-            let due: Vec<String> = call!(&conn, OP, |c| c.zrangebyscore::<Vec<String>, _, _, _>(
+            let due: Vec<String> = read!(&conn, OP, |c| c.zrangebyscore::<Vec<String>, _, _, _>(
                 index.as_str(),
                 "-inf",
                 now as f64,

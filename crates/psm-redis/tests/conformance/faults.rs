@@ -101,29 +101,47 @@ async fn outage_fails_fast_and_recovers() {
         .await
         .unwrap();
 
-    // Load: 8 tasks checking in a loop; none may panic or wait longer than the timeout.
+    // Load: 8 tasks checking in a loop and 2 storing sessions in a loop; none may panic, and no
+    // call, failed or answered, may take longer than the timeout (a call answered only once the
+    // server is back waited out the outage: it hung).
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut load = Vec::new();
-    for _ in 0..8 {
+    for task in 0..10 {
         let (store, stop, ok, failed) = (store.clone(), stop.clone(), ok.clone(), failed.clone());
         load.push(tokio::spawn(async move {
+            let writer = task >= 8;
+            let what = if writer { "store" } else { "check" };
+            let own = format!("fault_load_{task}");
             while !stop.load(Ordering::Relaxed) {
-                let id = SessionIdRef::parse("fault_session").unwrap();
-                let read = PermissionRef::parse("read").unwrap();
                 let started = Instant::now();
-                let r =
-                    tokio::time::timeout(Duration::from_secs(5), store.check_permission(id, read))
-                        .await
-                        .expect("a check hung during the outage");
+                let call = async {
+                    if writer {
+                        let id = SessionIdRef::parse(&own).unwrap();
+                        store.store_permissions(id, session("w", &["read"])).await
+                    } else {
+                        let id = SessionIdRef::parse("fault_session").unwrap();
+                        let read = PermissionRef::parse("read").unwrap();
+                        store.check_permission(id, read).await.map(|_| ())
+                    }
+                };
+                let r = tokio::time::timeout(Duration::from_secs(5), call)
+                    .await
+                    .unwrap_or_else(|_| panic!("a {what} hung during the outage"));
+                let elapsed = started.elapsed();
                 match r {
-                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(()) => {
+                        assert!(
+                            elapsed <= timeout + MARGIN,
+                            "a {what} under load took {elapsed:?} to be answered"
+                        );
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(e) => {
                         assert!(e.is_retryable(), "{e}");
                         assert!(
-                            started.elapsed() <= timeout + MARGIN,
-                            "a check under load took {:?} to fail",
-                            started.elapsed()
+                            elapsed <= timeout + MARGIN,
+                            "a {what} under load took {elapsed:?} to fail"
                         );
                         failed.fetch_add(1, Ordering::Relaxed)
                     }
@@ -138,7 +156,9 @@ async fn outage_fails_fast_and_recovers() {
     );
 
     server.kill();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The outage outlasts the wait for a reconnect of a retried call (half the timeout) and the
+    // bound itself, so the load must fail, and a call that waits for the restart breaks the bound.
+    tokio::time::sleep(timeout + 2 * MARGIN).await;
     for _ in 0..3 {
         let started = Instant::now();
         let r = tokio::time::timeout(Duration::from_secs(5), store.check_permission(id, read))
@@ -203,13 +223,18 @@ async fn outage_fails_fast_and_recovers() {
     .expect("a store hung after the restart")
     .unwrap();
     assert!(store.check_permission(id, read).await.unwrap());
-    assert_eq!(
-        store
-            .list_sessions(None, Page::new(10, 0).unwrap())
-            .await
-            .unwrap()
-            .len(),
-        1
+    // The storing load tasks add their own sessions again after the restart.
+    let listed = store
+        .list_sessions(None, Page::new(10, 0).unwrap())
+        .await
+        .unwrap();
+    let listed: Vec<&str> = listed.iter().map(|s| s.as_str()).collect();
+    assert!(listed.contains(&"fault_session"), "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|s| ["fault_session", "fault_load_8", "fault_load_9"].contains(s)),
+        "{listed:?}"
     );
     stop.store(true, Ordering::Relaxed);
     for t in load {
