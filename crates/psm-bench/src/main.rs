@@ -602,8 +602,9 @@ mod tests {
         for mode in ["hot_single", "hot_threads2"] {
             assert!(r["cached"][mode]["best"].as_f64().unwrap() > 0.0);
         }
-        // psm's 300 sessions (a hash and two user indexes of 30 users) and the 300 bare sets.
-        assert!(r["cleanup"]["keys_removed"].as_u64().unwrap() >= 600);
+        // psm's 300 session hashes and at least one index per user (30 users); the bare pool
+        // reads those same hashes and writes nothing of its own.
+        assert!(r["cleanup"]["keys_removed"].as_u64().unwrap() >= 330);
         assert!(r["server"].as_str().unwrap().starts_with("Redis "));
 
         let p = &report["postgres"];
