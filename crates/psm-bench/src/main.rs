@@ -243,6 +243,7 @@ fn run(params: Params) -> BenchResult<Value> {
                 ops: params.pg_ops,
                 cache_ops: params.pg_cache_ops,
                 rounds: params.rounds,
+                redis_url: params.redis_url.clone(),
             };
             out.insert("postgres".into(), pg_run::run(&w, &p, &mut problems)?);
         }
@@ -618,7 +619,16 @@ mod tests {
         }
         for figure in ["cached_fetch", "cache_get"] {
             assert!(p["query_cache"][figure]["best"].as_f64().unwrap() > 0.0);
+            let redis = &p["query_cache_redis"];
+            assert!(redis[figure]["best"].as_f64().unwrap() > 0.0);
+            assert!(redis["tagged"][figure]["best"].as_f64().unwrap() > 0.0);
         }
+        // The Redis cache's entries (two values and a tag generation) were removed.
+        let redis_cache = &p["query_cache_redis"]["server"];
+        assert!(
+            redis_cache["keys_removed"].as_u64().unwrap() >= 2,
+            "{redis_cache}"
+        );
         let dropped: Vec<String> = p["cleanup"]["schemas_dropped"]
             .as_array()
             .unwrap()

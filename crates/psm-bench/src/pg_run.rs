@@ -14,6 +14,7 @@ use std::{ops::Range, sync::Arc};
 
 use deadpool_postgres::{Manager as PoolManager, ManagerConfig, Pool, RecyclingMethod};
 use psm::postgres::{CacheOptions, Database, PostgresConfig, PostgresStorage, Query, SqlValue};
+use psm::redis::{RedisCache, RedisConfig, RedisStorage};
 use psm::{PermissionStorageManager as Manager, Ttl, memory::MemoryCache};
 use psm_core::{Cache, CacheKey, CacheTag, DynCache};
 use serde_json::{Value, json};
@@ -66,6 +67,9 @@ pub(crate) struct PgParams {
     /// Cache reads per measurement of the query layer's cache.
     pub(crate) cache_ops: usize,
     pub(crate) rounds: u32,
+    /// A Redis server for the query cache measured on psm-redis's `RedisCache` (the seed's own
+    /// choice of result cache), beside the memory cache; none measures the memory cache only.
+    pub(crate) redis_url: Option<String>,
 }
 
 /// The bare side: a pool and the query, prepared once per connection.
@@ -253,69 +257,107 @@ fn measure(
         }
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((storage, queries))
     })?;
+    // The same, caching in Redis (keys under a fresh prefix, removed at the end).
+    let redis = match &p.redis_url {
+        Some(url) => Some(single.block_on(RedisSide::connect(w, &storage, bare_schema, url))?),
+        None => None,
+    };
 
     let (mut psm_seq, mut bare_seq) = (Figure::default(), Figure::default());
     let (mut psm_conc, mut bare_conc) = (Figure::default(), Figure::default());
     let mut cached: Vec<(Figure, Figure)> = queries.iter().map(|_| Default::default()).collect();
+    let redis_queries = redis.as_ref().map_or(&[][..], |r| &r.queries[..]);
+    let mut cached_redis: Vec<(Figure, Figure)> =
+        redis_queries.iter().map(|_| Default::default()).collect();
     let ops = p.ops;
     let expected = expected_check_hits(0..ops, n);
     let cache_ops = p.cache_ops;
-    for round in 1..=p.rounds {
-        eprintln!(
-            "psm-bench: postgres round {round}: {ops} checks by psm and by the bare pool, alternating in {SLICES} slices, from 1 task and from {CONCURRENCY}"
-        );
-        for (rt, m, bare, tasks, psm_fig, bare_fig) in [
-            (single, &sm, &sbare, 1, &mut psm_seq, &mut bare_seq),
-            (
-                multi,
-                &mm,
-                &mbare,
-                CONCURRENCY,
-                &mut psm_conc,
-                &mut bare_conc,
-            ),
-        ] {
-            let [psm_side, bare_side] = rt.block_on(paired(
-                ops,
-                tasks,
-                |range| {
-                    let (m, w) = (m.clone(), Arc::clone(w));
-                    async move { Ok(psm_checks(&m, &w, range, w.len()).await?) }
-                },
-                |range| {
-                    let (bare, w) = (Arc::clone(bare), Arc::clone(w));
-                    async move { bare.checks(&w, range).await }
-                },
-            ))?;
-            psm_fig.record_side(ops, psm_side, expected);
-            bare_fig.record_side(ops, bare_side, expected);
-        }
-        for (query, (fetch_fig, get_fig)) in queries.iter().zip(cached.iter_mut()) {
+    let rounds = (|| -> BenchResult<()> {
+        for round in 1..=p.rounds {
             eprintln!(
-                "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches ({}, {} tags) and as many Cache::get of the same entry, alternating in {SLICES} slices",
-                query.via.api(),
-                query.options.tags.len()
+                "psm-bench: postgres round {round}: {ops} checks by psm and by the bare pool, alternating in {SLICES} slices, from 1 task and from {CONCURRENCY}"
             );
-            let [fetch_side, get_side] = single.block_on(paired(
-                cache_ops,
-                1,
-                |range| {
-                    let query = Arc::clone(query);
-                    async move { query.fetches(range.len()).await }
-                },
-                |range| {
-                    let query = Arc::clone(query);
-                    async move { query.gets(range.len()).await }
-                },
-            ))?;
-            fetch_fig.record_side(cache_ops, fetch_side, cache_ops as u64);
-            get_fig.record_side(cache_ops, get_side, cache_ops as u64);
+            for (rt, m, bare, tasks, psm_fig, bare_fig) in [
+                (single, &sm, &sbare, 1, &mut psm_seq, &mut bare_seq),
+                (
+                    multi,
+                    &mm,
+                    &mbare,
+                    CONCURRENCY,
+                    &mut psm_conc,
+                    &mut bare_conc,
+                ),
+            ] {
+                let [psm_side, bare_side] = rt.block_on(paired(
+                    ops,
+                    tasks,
+                    |range| {
+                        let (m, w) = (m.clone(), Arc::clone(w));
+                        async move { Ok(psm_checks(&m, &w, range, w.len()).await?) }
+                    },
+                    |range| {
+                        let (bare, w) = (Arc::clone(bare), Arc::clone(w));
+                        async move { bare.checks(&w, range).await }
+                    },
+                ))?;
+                psm_fig.record_side(ops, psm_side, expected);
+                bare_fig.record_side(ops, bare_side, expected);
+            }
+            for (query, (fetch_fig, get_fig)) in queries.iter().zip(cached.iter_mut()) {
+                eprintln!(
+                    "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches ({}, {} tags) and as many Cache::get of the same entry, alternating in {SLICES} slices",
+                    query.via.api(),
+                    query.options.tags.len()
+                );
+                let [fetch_side, get_side] = single.block_on(paired(
+                    cache_ops,
+                    1,
+                    |range| {
+                        let query = Arc::clone(query);
+                        async move { query.fetches(range.len()).await }
+                    },
+                    |range| {
+                        let query = Arc::clone(query);
+                        async move { query.gets(range.len()).await }
+                    },
+                ))?;
+                fetch_fig.record_side(cache_ops, fetch_side, cache_ops as u64);
+                get_fig.record_side(cache_ops, get_side, cache_ops as u64);
+            }
+            for (query, (fetch_fig, get_fig)) in redis_queries.iter().zip(cached_redis.iter_mut()) {
+                eprintln!(
+                    "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches on the Redis cache ({}, {} tags) and as many RedisCache::get of the same entry, alternating in {SLICES} slices",
+                    query.via.api(),
+                    query.options.tags.len()
+                );
+                let [fetch_side, get_side] = single.block_on(paired(
+                    cache_ops,
+                    1,
+                    |range| {
+                        let query = Arc::clone(query);
+                        async move { query.fetches(range.len()).await }
+                    },
+                    |range| {
+                        let query = Arc::clone(query);
+                        async move { query.gets(range.len()).await }
+                    },
+                ))?;
+                fetch_fig.record_side(cache_ops, fetch_side, cache_ops as u64);
+                get_fig.record_side(cache_ops, get_side, cache_ops as u64);
+            }
         }
-    }
-    single.block_on(async {
+        Ok(())
+    })();
+    let redis_json = single.block_on(async {
+        let out = match &redis {
+            Some(r) => Some(r.close().await?),
+            None => None,
+        };
         sm.close().await?;
-        storage.close().await
+        storage.close().await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out)
     })?;
+    rounds?;
     multi.block_on(mm.close())?;
 
     psm_seq.verify("postgres psm sequential", problems);
@@ -325,6 +367,10 @@ fn measure(
     for (i, (fetch_fig, get_fig)) in cached.iter().enumerate() {
         fetch_fig.verify(&format!("postgres cached fetch {i}"), problems);
         get_fig.verify(&format!("postgres cache get {i}"), problems);
+    }
+    for (i, (fetch_fig, get_fig)) in cached_redis.iter().enumerate() {
+        fetch_fig.verify(&format!("postgres cached fetch on Redis {i}"), problems);
+        get_fig.verify(&format!("postgres RedisCache get {i}"), problems);
     }
     let [
         (cached_fetch, cache_get),
@@ -337,6 +383,37 @@ fn measure(
     let [plain, text, tagged] = &queries[..] else {
         return Err("three cached queries expected".into());
     };
+    let mut ratios = json!({
+        "sequential": round_ratios(&psm_seq, &bare_seq),
+        "concurrent": round_ratios(&psm_conc, &bare_conc),
+        "cached_fetch": round_ratios(cached_fetch, cache_get),
+        "cached_fetch_sql_text": round_ratios(text_fetch, text_get),
+        "cached_fetch_tagged": round_ratios(tagged_fetch, tagged_get),
+    });
+    let query_cache_redis = match (redis_json, &cached_redis[..], redis_queries) {
+        (Some(server), [(fetch, get), (tagged_fetch, tagged_get)], [plain, tagged]) => {
+            ratios["cached_fetch_redis"] = round_ratios(fetch, get);
+            ratios["cached_fetch_redis_tagged"] = round_ratios(tagged_fetch, tagged_get);
+            json!({
+                "server": server,
+                "api": plain.via.api(),
+                "peer": "one Cache::get, called on psm-redis's RedisCache itself (one HMGET round trip), of the very key and value the cached fetch hits",
+                "key_bytes": plain.key.as_str().len(),
+                "value_bytes": plain.bytes.len(),
+                "cached_fetch": fetch.to_json(),
+                "cache_get": get.to_json(),
+                "tagged": {
+                    "api": tagged.via.api(),
+                    "tags": tagged.options.tags.len(),
+                    "note": "a hit reads the entry and the tag's generation: two Cache::get; the peer is one",
+                    "cached_fetch": tagged_fetch.to_json(),
+                    "cache_get": tagged_get.to_json(),
+                },
+            })
+        }
+        (None, [], []) => Value::Null,
+        _ => return Err("two cached queries on the Redis cache expected".into()),
+    };
     Ok(json!({
         "url": redact(&p.url),
         "sessions": n,
@@ -347,13 +424,8 @@ fn measure(
         "psm_store_concurrent": psm_fill_rate,
         "psm": { "sequential": psm_seq.to_json(), "concurrent": psm_conc.to_json() },
         "bare": { "sequential": bare_seq.to_json(), "concurrent": bare_conc.to_json() },
-        "round_ratios": {
-            "sequential": round_ratios(&psm_seq, &bare_seq),
-            "concurrent": round_ratios(&psm_conc, &bare_conc),
-            "cached_fetch": round_ratios(cached_fetch, cache_get),
-            "cached_fetch_sql_text": round_ratios(text_fetch, text_get),
-            "cached_fetch_tagged": round_ratios(tagged_fetch, tagged_get),
-        },
+        "round_ratios": ratios,
+        "query_cache_redis": query_cache_redis,
         "query_cache": {
             "ops": cache_ops,
             "sql": plain.sql,
@@ -421,7 +493,7 @@ impl Via {
 /// One cached query of the query layer, and the very cache entry its hits read, read straight
 /// from the cache by the peer.
 #[derive(Debug)]
-struct CachedQuery {
+struct CachedQuery<C: ?Sized> {
     db: Database,
     query: Query,
     via: Via,
@@ -430,19 +502,19 @@ struct CachedQuery {
     options: CacheOptions,
     /// The session id the one row must carry.
     id: String,
-    cache: Arc<MemoryCache>,
+    cache: Arc<C>,
     key: CacheKey,
     bytes: Vec<u8>,
 }
 
-impl CachedQuery {
+impl<C: Cache + ?Sized> CachedQuery<C> {
     /// Reads the row of one session through the query layer (filling the cache), checks it, and
     /// looks up the key and value the query layer stored.
     async fn prepare(
         w: &Workload,
         db: Database,
         bare_schema: &str,
-        cache: &Arc<MemoryCache>,
+        cache: &Arc<C>,
         options: CacheOptions,
         via: Via,
     ) -> BenchResult<Self> {
@@ -530,4 +602,56 @@ async fn drop_schemas(pool: &Pool, schemas: &[&str]) -> BenchResult<()> {
             .await?;
     }
     Ok(())
+}
+
+/// The query layer caching in Redis: its storage, cache and the two cached queries measured on it
+/// (a prepared handle with no tag and with one), all under a fresh key prefix.
+struct RedisSide {
+    storage: RedisStorage,
+    cache: Arc<RedisCache>,
+    queries: Vec<Arc<CachedQuery<RedisCache>>>,
+}
+
+impl RedisSide {
+    /// Connects psm-redis under a fresh prefix and fills the cache through `storage`'s query layer.
+    async fn connect(
+        w: &Workload,
+        storage: &PostgresStorage,
+        bare_schema: &str,
+        url: &str,
+    ) -> BenchResult<Self> {
+        let mut config = RedisConfig::from_url(url)?;
+        config.key_prefix = format!("psmbench:{}:", fresh_suffix());
+        let redis = RedisStorage::connect(config).await?;
+        let cache = Arc::new(redis.cache());
+        let db = storage
+            .database()
+            .with_cache(Arc::clone(&cache) as DynCache, Ttl::from_secs(TTL)?);
+        let mut queries = Vec::new();
+        for options in [
+            CacheOptions::default(),
+            CacheOptions::default().tag(CacheTag::parse("bench:sessions")?),
+        ] {
+            let q = CachedQuery::prepare(w, db.clone(), bare_schema, &cache, options, Via::Handle)
+                .await?;
+            queries.push(Arc::new(q));
+        }
+        Ok(Self {
+            storage: redis,
+            cache,
+            queries,
+        })
+    }
+
+    /// Removes every cache key of the prefix and disconnects; returns the server's version line.
+    async fn close(&self) -> BenchResult<Value> {
+        let info = self.storage.sessions().get_connection_info().await?;
+        let removed = self.cache.clear().await?;
+        self.storage.close().await?;
+        Ok(json!({
+            "prefix": self.storage.config().key_prefix,
+            "keys_removed": removed,
+            "server": format!("Redis {} ({})", info.redis_version, info.mode),
+        }))
+    }
 }

@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(verdicts[..5], ["met", "not met", "met", "met", "met"]);
         // No file, Redis, PostgreSQL or criterion figures: those providers' and the token/login
         // targets are listed, unmeasured.
-        assert_eq!(verdicts.len(), 27);
+        assert_eq!(verdicts.len(), 28);
         assert!(verdicts[5..].iter().all(|&v| v == "not measured"));
         let quick = json!({ "psm_bench": raw["psm_bench"].clone(), "python": null });
         assert_eq!(targets(&quick)[2].2, "not measured");
