@@ -113,11 +113,24 @@ impl Timestamp {
     /// # Errors
     /// [`ErrorKind::Validation`] when `s` is not RFC 3339 or lies outside years 1 to 9999.
     pub fn parse_rfc3339(s: &str) -> Result<Self> {
+        let out_of_range = || {
+            Error::new(
+                ErrorKind::Validation,
+                "timestamp lies outside years 1 to 9999",
+            )
+        };
         let t = OffsetDateTime::parse(s, &Rfc3339)
             .map_err(|e| {
                 Error::new(ErrorKind::Validation, "timestamp is not rfc 3339").with_source(e)
             })?
-            .to_offset(UtcOffset::UTC);
+            // Checked: the UTC instant of `9999-12-31T23:00:00-01:00` is past the last year
+            // `time` represents, where the unchecked conversion panics.
+            .checked_to_offset(UtcOffset::UTC)
+            .ok_or_else(out_of_range)?;
+        let micros = t.unix_timestamp_nanos().div_euclid(1000);
+        if !(i128::from(MIN_MICROS)..=i128::from(MAX_MICROS)).contains(&micros) {
+            return Err(out_of_range());
+        }
         Ok(Self::from_offset_date_time(t))
     }
 }
@@ -165,6 +178,30 @@ mod tests {
             "1970-01-01T00:00:00.000000Z"
         );
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn offsets_past_the_last_or_first_representable_day_are_refused() {
+        // Regressions from `cargo xtask fuzz`: converting these to UTC leaves the years `time`
+        // represents, which must be an error and not a panic.
+        for s in [
+            "9999-12-31T23:59:59-00:01",
+            "9999-12-31T23:00:00-23:59",
+            "0000-01-01T00:00:00+00:01",
+            "0000-01-01T00:59:59.999+23:59",
+        ] {
+            assert_eq!(
+                Timestamp::parse_rfc3339(s).map(|_| ()).unwrap_err().kind(),
+                ErrorKind::Validation,
+                "{s}"
+            );
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("9999-12-31T23:59:59+00:01")
+                .unwrap()
+                .to_rfc3339(),
+            "9999-12-31T23:58:59.000000Z"
+        );
     }
 
     #[test]
