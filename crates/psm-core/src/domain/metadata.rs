@@ -215,6 +215,14 @@ mod tests {
     }
 
     #[test]
+    fn floats_read_back_exactly_from_json_text() {
+        // A regression from `cargo xtask fuzz`: the last digit changed on the way back from text.
+        let v = json!({ "": [-7.751022445273618e141, 0.1, 1e-300, f64::MAX] });
+        let m = Metadata::from_value(v.clone()).unwrap();
+        assert_eq!(Metadata::from_json(&m.to_json()).unwrap().to_value(), v);
+    }
+
+    #[test]
     fn keeps_exactly_what_it_was_given() {
         let v = json!({"ip": "192.168.1.1", "nested": {"list": [1, 2.5, null, "ü"]}});
         assert_eq!(Metadata::from_value(v.clone()).unwrap().to_value(), v);
