@@ -272,6 +272,13 @@ impl PostgresConfig {
         if self.user.is_empty() {
             return Err(bad("user", "must not be empty"));
         }
+        // An empty name would be sent to the server as is; leaving the key out means the role's.
+        if self.dbname.as_deref() == Some("") {
+            return Err(bad(
+                "dbname",
+                "must not be empty (leave it out to use the user name)",
+            ));
+        }
         if self.max_query_bytes == 0 {
             return Err(bad("max_query_bytes", "must be at least 1"));
         }

@@ -375,3 +375,14 @@ fn keepalive_and_tcp_user_timeout_settings_reach_the_driver() {
     let off = PostgresConfig::from_json(&json!({ "keepalives": false })).unwrap();
     assert!(!crate::pool::driver_config(&off).get_keepalives());
 }
+
+#[test]
+fn an_empty_database_name_is_refused() {
+    // A regression from `cargo xtask fuzz`: `{"dbname": ""}` was accepted and connected to the
+    // database named "".
+    for v in [json!({ "dbname": "" }), json!({ "database": "" })] {
+        assert_eq!(err(v).kind(), ErrorKind::ProviderConfiguration);
+    }
+    let c = PostgresConfig::from_json(&json!({ "dbname": null, "user": "u" })).unwrap();
+    assert_eq!(c.effective_dbname(), "u");
+}
