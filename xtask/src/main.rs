@@ -5,6 +5,7 @@
 
 // A terminal tool: printing is its job.
 #![allow(clippy::print_stdout)]
+#![forbid(unsafe_code)]
 
 mod api;
 mod bench;

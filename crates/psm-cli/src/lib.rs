@@ -14,6 +14,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod cli;
 mod commands;

@@ -1,4 +1,5 @@
 //! The `psm` binary.
+#![forbid(unsafe_code)]
 
 use std::{io::Write, process::ExitCode};
 

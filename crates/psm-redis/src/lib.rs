@@ -42,6 +42,7 @@
 //! reasoning).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 mod cache;
 mod client_cache;
