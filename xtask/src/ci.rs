@@ -31,13 +31,14 @@ const IMPURE: [&str; 6] = [
 ];
 
 /// The steps in order; `stop-services` always runs, also after a failure.
-const STEPS: [(&str, StepFn); 9] = [
+const STEPS: [(&str, StepFn); 10] = [
     ("fmt", fmt),
     ("clippy", clippy),
     ("purity", purity),
     ("doc", doc),
     ("services", start_services),
     ("test", test),
+    ("soak", soak),
     ("api", api),
     ("machete", machete),
     ("stop-services", stop_services),
@@ -258,6 +259,16 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
         }
     }
     Some((passed?, failed?))
+}
+
+/// A short soak of every provider on the servers of the `services` step (see `soak.rs`); the
+/// driver was built by the test step, so this only links and runs it.
+fn soak(ctx: &mut Ctx) -> Result<()> {
+    crate::soak::run_soak(
+        &ctx.env,
+        crate::soak::CI_SECONDS,
+        crate::soak::ALL_PROVIDERS,
+    )
 }
 
 /// schemathesis against a running `psm serve` (see `api.rs`).

@@ -11,6 +11,8 @@ pub(crate) enum Task {
     Services(ServicesAction),
     /// `cargo xtask bench [--quick] [--no-python] [--no-criterion] [--http-only]`
     Bench(BenchFlags),
+    /// `cargo xtask soak [--seconds N] [--providers LIST]`
+    Soak(SoakFlags),
     /// `cargo xtask help`, `-h`, `--help` or no argument at all.
     Help,
 }
@@ -21,6 +23,15 @@ pub(crate) enum ServicesAction {
     Up,
     Down,
     Env,
+}
+
+/// Options of `cargo xtask soak`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SoakFlags {
+    /// The whole run, shared equally by the providers.
+    pub(crate) seconds: u64,
+    /// Comma-separated provider names; `None` is every provider.
+    pub(crate) providers: Option<String>,
 }
 
 /// Options of `cargo xtask bench`.
@@ -38,7 +49,8 @@ pub(crate) const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, api, machete
+  ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, soak, api,
+                          machete
                           (--skip is for local iteration only; .ci/run never uses it)
   services up|down|env    find or start Redis, PostgreSQL and a private three-master Redis
                           Cluster; `env` prints export lines, `down` stops only what this
@@ -47,6 +59,10 @@ Commands:
                           run the load driver, the baselines, wrk on the HTTP API and criterion,
                           write docs/benchmarks.md (--quick: 10,000 sessions, no Python, no
                           criterion, output under target/xtask/; --http-only: wrk alone, JSON out)
+  soak [--seconds N] [--providers LIST]
+                          concurrent load with short ttls on every provider (memory, file,
+                          redis, redis-cluster, postgres; N seconds in all, default 60) while
+                          a checker verifies the invariants; exits non-zero on a violation
   help                    this text
 
 Environment:
@@ -89,6 +105,26 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
             }
             Ok(Task::Services(action))
         }
+        "soak" => {
+            let mut flags = SoakFlags {
+                seconds: crate::soak::DEFAULT_SECONDS,
+                providers: None,
+            };
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--seconds" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
+                        Some(n) if n > 0 => flags.seconds = n,
+                        _ => bail!("--seconds needs a positive number"),
+                    },
+                    "--providers" => match args.next() {
+                        Some(list) if !list.is_empty() => flags.providers = Some(list),
+                        _ => bail!("--providers needs a comma-separated list"),
+                    },
+                    other => bail!("unknown argument to soak: {other}"),
+                }
+            }
+            Ok(Task::Soak(flags))
+        }
         "bench" => {
             let mut flags = BenchFlags::default();
             for arg in args {
@@ -128,6 +164,13 @@ mod tests {
             Some(Task::Services(ServicesAction::Env))
         );
         assert_eq!(
+            parse_str("soak --seconds 600 --providers memory,redis").ok(),
+            Some(Task::Soak(SoakFlags {
+                seconds: 600,
+                providers: Some("memory,redis".into())
+            }))
+        );
+        assert_eq!(
             parse_str("bench --quick").ok(),
             Some(Task::Bench(BenchFlags {
                 quick: true,
@@ -144,6 +187,9 @@ mod tests {
             "services",
             "services sideways",
             "bench --slow",
+            "soak --seconds",
+            "soak --seconds 0",
+            "soak --providers",
             "deploy",
         ] {
             assert!(parse_str(line).is_err(), "{line} should be rejected");

@@ -13,6 +13,7 @@ mod ci;
 mod flags;
 mod python;
 mod services;
+mod soak;
 #[cfg(test)]
 mod tidy;
 mod util;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Task::Ci { skip } => ci::main(&skip),
         Task::Services(action) => services::main(action),
         Task::Bench(flags) => bench::main(flags),
+        Task::Soak(flags) => soak::main(flags),
         Task::Help => {
             print!("{}", flags::HELP);
             Ok(())
