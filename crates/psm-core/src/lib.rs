@@ -6,6 +6,8 @@ mod capabilities;
 mod clock;
 mod domain;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod ports;
 mod rng;
 pub mod util;

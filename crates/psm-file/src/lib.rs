@@ -7,6 +7,8 @@ mod compact;
 mod config;
 mod dir;
 mod format;
+#[cfg(test)]
+mod fuzz;
 mod journal;
 mod records;
 mod recovery;

@@ -4,6 +4,8 @@
 
 mod cache;
 mod config;
+#[cfg(test)]
+mod fuzz;
 mod permission_store;
 mod stats;
 mod store;

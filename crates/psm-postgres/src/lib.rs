@@ -44,6 +44,8 @@
 mod config;
 mod error;
 mod exec;
+#[cfg(test)]
+mod fuzz;
 mod migrations;
 mod pool;
 mod query;

@@ -49,6 +49,8 @@ mod client_cache;
 mod config;
 mod conn;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod info;
 mod keys;
 mod scripts;

@@ -7,5 +7,6 @@
 
 mod api;
 mod bad_input;
+mod fuzz;
 mod guard;
 mod support;

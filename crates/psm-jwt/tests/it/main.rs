@@ -5,5 +5,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-mod malformed;
+mod fuzz;
 mod tokens;
