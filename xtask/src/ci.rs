@@ -31,7 +31,7 @@ const IMPURE: [&str; 6] = [
 ];
 
 /// The steps in order; `stop-services` always runs, also after a failure.
-const STEPS: [(&str, StepFn); 10] = [
+const STEPS: [(&str, StepFn); 11] = [
     ("fmt", fmt),
     ("clippy", clippy),
     ("purity", purity),
@@ -39,6 +39,7 @@ const STEPS: [(&str, StepFn); 10] = [
     ("services", start_services),
     ("test", test),
     ("soak", soak),
+    ("fuzz", fuzz),
     ("api", api),
     ("machete", machete),
     ("stop-services", stop_services),
@@ -242,7 +243,7 @@ fn test(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// Reads `test result: ok. 12 passed; 0 failed; 0 ignored; ...` into (passed, failed).
-fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_test_result(line: &str) -> Option<(u64, u64)> {
     let rest = line.trim().strip_prefix("test result: ")?;
     let (_, counts) = rest.split_once(". ")?;
     let mut passed = None;
@@ -276,8 +277,20 @@ fn api(ctx: &mut Ctx) -> Result<()> {
     crate::api::conformance(&ctx.env)
 }
 
+/// The fuzz properties again with more cases than `test` gave them (see `fuzz.rs`); the test step
+/// built everything, so this only runs. Its counts stay out of the summary's test line, which
+/// already has these tests from the test step.
+fn fuzz(_: &mut Ctx) -> Result<()> {
+    crate::fuzz::run(crate::fuzz::CI_CASES).map(drop)
+}
+
+/// `cargo machete`, installed first if missing, for `cargo xtask audit`.
+pub(crate) fn run_machete() -> Result<()> {
+    machete(&mut Ctx::default())
+}
+
 fn machete(_: &mut Ctx) -> Result<()> {
-    let binary = match find_machete() {
+    let binary = match find_cargo_tool("cargo-machete") {
         Some(binary) => binary,
         None => {
             println!(
@@ -288,7 +301,7 @@ fn machete(_: &mut Ctx) -> Result<()> {
                     "cannot install cargo-machete (is crates.io reachable?): {e}"
                 ))
             })?;
-            find_machete()
+            find_cargo_tool("cargo-machete")
                 .ok_or_else(|| Error::new("cargo-machete was installed but cannot be found"))?
         }
     };
@@ -297,13 +310,14 @@ fn machete(_: &mut Ctx) -> Result<()> {
     run(Command::new(binary).arg("--skip-target-dir"))
 }
 
-/// `cargo-machete` on the `PATH`, or where `cargo install` puts it.
-fn find_machete() -> Option<PathBuf> {
-    which("cargo-machete").or_else(|| {
+/// The cargo tool `name` (`cargo-machete`, `cargo-deny`) on the `PATH`, or where `cargo install`
+/// puts it.
+pub(crate) fn find_cargo_tool(name: &str) -> Option<PathBuf> {
+    which(name).or_else(|| {
         let cargo_home = env::var_os("CARGO_HOME")
             .map(PathBuf::from)
             .or_else(|| env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))?;
-        let binary = cargo_home.join("bin").join("cargo-machete");
+        let binary = cargo_home.join("bin").join(name);
         binary.is_file().then_some(binary)
     })
 }

@@ -30,11 +30,15 @@
 //!   broken read) the moment psm sees the break. A read still queued is sent after the reconnect
 //!   and its answer dropped, which changes nothing;
 //! - writes ([`call!`], scripts, `UNLINK`, `INCR`) carry fred's per-command timeout of
-//!   `socket_timeout`: a write still queued when it expires fails, and fred drops it unsent, so a
-//!   write reported as failed never lands after the outage.
+//!   `socket_timeout`: a write still queued when its timeout is seen fails, and fred drops it
+//!   unsent, so it is not replayed after the outage. As with any networked store, a write that
+//!   fails right at its deadline, or whose caller stopped waiting for it, may still have run: a
+//!   failed write's outcome is unknown, which is why the writes psm retries are idempotent.
 //!
 //! With `retry_on_timeout`, psm itself retries an idempotent call once when its connection broke
-//! while the call was in flight, after waiting (at most half of `socket_timeout`) for a reconnect.
+//! while the call was in flight, after waiting for a reconnect; the wait and the second attempt
+//! (sent with fred's timeout set to what is left) end by `socket_timeout` after the first attempt
+//! was sent, so a retried call, answered or failed, never takes longer than one call could.
 //! Scans and `INFO` additionally bound each page with a timer (they are not on the check path).
 //!
 //! # One connection at a time
@@ -102,6 +106,8 @@ pub(crate) struct Slot {
     client: WithOptions<Client>,
     /// Fail fast, with fred's per-command timeout of `socket_timeout`: writes.
     timed: WithOptions<Client>,
+    /// The pooled client itself, for second attempts with a shorter timeout.
+    base: Client,
     down: Arc<AtomicBool>,
     /// Notified (after `down` is set) when psm sees the connection break.
     broke: Arc<Notify>,
@@ -148,6 +154,17 @@ impl Slot {
         }
     }
 
+    /// A fail-fast client with fred's per-command timeout of `left`: for a second attempt, which
+    /// may use only what is left of the first attempt's `socket_timeout`.
+    #[cold]
+    pub(crate) fn within(&self, left: Duration) -> WithOptions<Client> {
+        self.base.with_options(&Options {
+            fail_fast: true,
+            timeout: Some(left),
+            ..Options::default()
+        })
+    }
+
     /// Awaits `write`, a write sent through [`writer`](Self::writer) (fred's own timeout bounds
     /// it).
     #[inline]
@@ -164,11 +181,13 @@ fn seen_broken() -> FredError {
     FredError::new(FredKind::IO, "Connection closed (seen by psm)")
 }
 
-/// A picked pooled client: its index and reconnect count when picked.
+/// A picked pooled client: its index, its reconnect count when picked, and when the call was sent
+/// (a retry must end by `socket_timeout` after it).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Picked {
     index: usize,
     reconnects: u64,
+    sent: tokio::time::Instant,
 }
 
 /// A loaded script.
@@ -262,10 +281,11 @@ impl Shared {
                 let down = Arc::new(AtomicBool::new(false));
                 let broke = Arc::new(Notify::new());
                 let reconnects = Arc::new(AtomicU64::new(0));
-                tasks.extend(watch_client(c, &down, &broke, &reconnects));
+                tasks.push(watch_client(c, &down, &broke, &reconnects));
                 Slot {
                     client: c.with_options(&fast),
                     timed: c.with_options(&timed),
+                    base: c.clone(),
                     down,
                     broke,
                     reconnects,
@@ -337,45 +357,68 @@ impl Shared {
     }
 }
 
+/// How often a connection marked down is looked at when no reconnect event clears it.
+const DOWN_RECHECK: Duration = Duration::from_millis(50);
+
 /// Keeps `down` in step with the connection of `client`: set the moment fred reports a broken
 /// connection (then `broke` wakes the reads waiting on it), cleared when fred has connected again.
+///
+/// One task reads both of fred's channels, breaks first: fred reports a break before the
+/// reconnect that follows it, so a break handled late can never overwrite the reconnect and leave
+/// a healthy connection marked down (two tasks, one per channel, could). A connection marked down
+/// that fred reports connected at two looks [`DOWN_RECHECK`] apart is cleared too, for an error
+/// that no reconnect follows.
 fn watch_client(
     client: &Client,
     down: &Arc<AtomicBool>,
     broke: &Arc<Notify>,
     reconnects: &Arc<AtomicU64>,
-) -> [JoinHandle<()>; 2] {
+) -> JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
     let mut errors = client.error_rx();
-    let (d, b) = (Arc::clone(down), Arc::clone(broke));
-    let c = client.clone();
-    let on_error = tokio::spawn(async move {
-        loop {
-            match errors.recv().await {
-                Ok(_) => d.store(true, Ordering::Release),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    d.store(!c.is_connected(), Ordering::Release);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            }
-            // Every error fred broadcasts is about a connection; a read woken needlessly is only
-            // retried.
-            b.notify_waiters();
-        }
-    });
     let mut events = client.reconnect_rx();
-    let (d, n) = (Arc::clone(down), Arc::clone(reconnects));
-    let on_reconnect = tokio::spawn(async move {
+    let (d, b, n) = (Arc::clone(down), Arc::clone(broke), Arc::clone(reconnects));
+    let c = client.clone();
+    tokio::spawn(async move {
+        let mut recheck = tokio::time::interval(DOWN_RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen_connected = false;
         loop {
-            match events.recv().await {
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    n.fetch_add(1, Ordering::AcqRel);
-                    d.store(false, Ordering::Release);
+            let is_down = d.load(Ordering::Acquire);
+            tokio::select! {
+                biased;
+                r = errors.recv() => {
+                    match r {
+                        Ok(_) => d.store(true, Ordering::Release),
+                        Err(RecvError::Lagged(_)) => d.store(!c.is_connected(), Ordering::Release),
+                        Err(RecvError::Closed) => return,
+                    }
+                    // Every error fred broadcasts is about a connection; a read woken needlessly
+                    // is only retried.
+                    b.notify_waiters();
+                    seen_connected = false;
+                    recheck.reset();
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                r = events.recv() => match r {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        n.fetch_add(1, Ordering::AcqRel);
+                        d.store(false, Ordering::Release);
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = recheck.tick(), if is_down => {
+                    if c.is_connected() {
+                        if seen_connected {
+                            d.store(false, Ordering::Release);
+                        }
+                        seen_connected = true;
+                    } else {
+                        seen_connected = false;
+                    }
+                }
             }
         }
-    });
-    [on_error, on_reconnect]
+    })
 }
 
 /// PINGs `client` every `interval` so an idle connection is checked too (the ping itself is
@@ -395,6 +438,10 @@ fn spawn_heartbeat(
         }
     })
 }
+
+/// A second attempt needs at least this much of the first attempt's `socket_timeout` left;
+/// with less, the first attempt's error is returned.
+const MIN_SECOND_ATTEMPT: Duration = Duration::from_millis(2);
 
 /// `ProviderConnection` for a call that found no usable connection.
 pub(crate) fn unreachable(op: &'static str) -> Error {
@@ -446,6 +493,7 @@ impl Conn {
                 let picked = Picked {
                     index,
                     reconnects: slot.reconnects.load(Ordering::Acquire),
+                    sent: tokio::time::Instant::now(),
                 };
                 return Ok((picked, slot));
             }
@@ -453,9 +501,10 @@ impl Conn {
         Err(unreachable(op))
     }
 
-    /// Whether every pooled client is connected (used to tell a timeout from an outage).
+    /// Whether a pooled client is connected (used to tell a timeout from an outage: calls go to
+    /// the first connected one, so a standby that is down says nothing about a call's timeout).
     pub(crate) fn healthy(&self) -> bool {
-        self.slots.iter().all(Slot::up)
+        self.slots.iter().any(Slot::up)
     }
 
     /// Maps a fred error of `op`.
@@ -464,9 +513,10 @@ impl Conn {
     }
 
     /// After a first attempt on `picked` failed with `e`: the pooled connection for the second
-    /// attempt when the call should be sent again (its connection broke, `retry_on_timeout` is on,
-    /// the call is idempotent, and within half of `socket_timeout` the picked connection
-    /// reconnected or another one is up), else the mapped error.
+    /// attempt and the time left for it, when the call should be sent again (its connection broke,
+    /// `retry_on_timeout` is on, the call is idempotent, and within half of `socket_timeout` the
+    /// picked connection reconnected or another one is up, with time left before
+    /// `socket_timeout` has passed since the first attempt was sent), else the mapped error.
     #[cold]
     pub(crate) async fn retry_after(
         &self,
@@ -474,15 +524,20 @@ impl Conn {
         op: &'static str,
         retry: Retry,
         picked: Picked,
-    ) -> Result<&Slot> {
+    ) -> Result<(&Slot, Duration)> {
         if !self.retry || retry == Retry::Never || !broken_connection(e) {
             return Err(self.err(e, op));
         }
-        let deadline = tokio::time::Instant::now() + self.timeout / 2;
+        let end = picked.sent + self.timeout;
+        let wait_until = end.min(tokio::time::Instant::now() + self.timeout / 2);
         loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            if left < MIN_SECOND_ATTEMPT {
+                return Err(self.err(e, op));
+            }
             let failed = &self.slots[picked.index];
             if failed.reconnects.load(Ordering::Acquire) > picked.reconnects && failed.up() {
-                return Ok(failed);
+                return Ok((failed, left));
             }
             if let Some((_, other)) = self
                 .slots
@@ -490,9 +545,9 @@ impl Conn {
                 .enumerate()
                 .find(|(i, s)| *i != picked.index && s.up())
             {
-                return Ok(other);
+                return Ok((other, left));
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= wait_until {
                 return Err(self.err(e, op));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -552,8 +607,8 @@ impl Conn {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        let slot = self.retry_after(&e, op, retry, picked).await?;
-        self.run_on(slot.writer(), s, &args)
+        let (slot, left) = self.retry_after(&e, op, retry, picked).await?;
+        self.run_on(&slot.within(left), s, &args)
             .await
             .map_err(|e| self.err(&e, op))
     }
@@ -735,10 +790,11 @@ macro_rules! attempt_twice {
                     Ok(v) => Ok(v),
                     Err(e) => {
                         Box::pin(async {
-                            let slot = conn
+                            let (slot, left) = conn
                                 .retry_after(&e, $op, $crate::conn::Retry::Idempotent, picked)
                                 .await?;
-                            let $c = slot.$client();
+                            let second = slot.within(left);
+                            let $c = &second;
                             slot.$run(Box::pin($body))
                                 .await
                                 .map_err(|e| conn.err(&e, $op))

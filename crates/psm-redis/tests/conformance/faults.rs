@@ -14,7 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fred::prelude::*;
+use fred::{
+    prelude::*,
+    types::{ClusterHash, CustomCommand},
+};
 use psm_core::{
     Clock, ConsumeOutcome, ErrorKind, FamilyId, LimitPolicy, NewTokenFamily, Page, PermissionRef,
     PermissionStore, SessionIdRef, SessionLimit, SystemClock, Timestamp, TokenId, TokenStateStore,
@@ -479,5 +482,96 @@ async fn a_busy_server_is_a_retryable_connection_error() {
             .await
             .unwrap()
     );
+    storage.close().await.unwrap();
+}
+
+/// Connections killed by the server (`CLIENT KILL`) again and again under load, on a pool of one
+/// connection: every failure is retryable, and afterwards the one connection is not left marked
+/// down (which would fail every call at once with nothing wrong), so checks all answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_under_load_are_marked_up_again() {
+    let port = free_port();
+    let _server = Server::start(port, &[]);
+    let timeout = Duration::from_millis(500);
+    let config = RedisConfig {
+        pool_size: 1,
+        ..private_config(port, timeout)
+    };
+    let storage = RedisStorage::connect(config).await.unwrap();
+    let store = storage.sessions();
+    let id = SessionIdRef::parse("killed_session").unwrap();
+    let read = PermissionRef::parse("read").unwrap();
+    store
+        .store_permissions(id, session("u", &["read"]))
+        .await
+        .unwrap();
+    let raw = Client::new(
+        Config::from_url(&format!("redis://127.0.0.1:{port}")).unwrap(),
+        None,
+        None,
+        None,
+    );
+    raw.init().await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (store, stop, ok, failed) = (store.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            let id = SessionIdRef::parse("killed_session").unwrap();
+            let read = PermissionRef::parse("read").unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let r =
+                    tokio::time::timeout(Duration::from_secs(5), store.check_permission(id, read))
+                        .await
+                        .expect("a check hung while connections were killed");
+                match r {
+                    Ok(granted) => {
+                        assert!(granted);
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        assert!(e.is_retryable(), "{e}");
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }));
+    }
+    let kill = CustomCommand::new_static("CLIENT", ClusterHash::FirstKey, false);
+    let mut killed = 0_u64;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let n: u64 = raw
+            .custom(
+                kill.clone(),
+                vec!["KILL", "TYPE", "normal", "SKIPME", "yes"],
+            )
+            .await
+            .unwrap();
+        killed += n;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert!(killed >= 10, "only {killed} connections were killed");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+
+    // Within 2 s every call answers again, and keeps answering.
+    let started = Instant::now();
+    while store.check_permission(id, read).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the pooled connection stayed marked down after the kills"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..200 {
+        assert!(store.check_permission(id, read).await.unwrap());
+    }
     storage.close().await.unwrap();
 }
