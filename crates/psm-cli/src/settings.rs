@@ -65,8 +65,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the stores are and how the process logs: for every command.
-#[derive(Debug, Clone, Default, Args)]
+/// Where the stores are and how the process logs: for every command. Its `Debug` output shows
+/// the store URLs without their passwords.
+#[derive(Clone, Default, Args)]
 pub struct StoreFlags {
     /// TOML file with default settings
     #[arg(long, global = true, env = "PSM_CONFIG", value_name = "FILE")]
@@ -92,6 +93,21 @@ pub struct StoreFlags {
     /// Log format [default: text]
     #[arg(long, global = true, env = "PSM_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+}
+
+impl fmt::Debug for StoreFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreFlags")
+            .field("config", &self.config)
+            .field("store", &self.store.as_deref().map(redact_url))
+            .field("users", &self.users.as_deref().map(redact_url))
+            .field("data_dir", &self.data_dir)
+            .field("jwt_secret_file", &self.jwt_secret_file)
+            .field("default_ttl", &self.default_ttl)
+            .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
 }
 
 /// What `psm serve` adds.
@@ -129,8 +145,9 @@ pub struct ServeFlags {
     pub max_sessions_per_user: Option<u32>,
 }
 
-/// The TOML file: every key optional, unknown keys refused.
-#[derive(Debug, Default, Deserialize)]
+/// The TOML file: every key optional, unknown keys refused. No `Debug`: it holds store URLs,
+/// which may carry passwords.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     store: Option<String>,
@@ -464,5 +481,16 @@ mod tests {
                 .describe()
                 .contains("pw")
         );
+        let flags = StoreFlags {
+            store: Some("redis://app:s3cret@cache:6379/0".into()),
+            users: Some("postgres://u:hunter2@db/x".into()),
+            ..StoreFlags::default()
+        };
+        let shown = format!("{flags:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://app:***@cache:6379/0"), "{shown}");
     }
 }

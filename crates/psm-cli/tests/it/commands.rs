@@ -348,3 +348,57 @@ fn migrate_says_when_there_is_nothing_to_do() {
         (0, "nothing to migrate: no store is on PostgreSQL")
     );
 }
+
+#[test]
+fn bench_prints_a_table_removes_its_sessions_and_refuses_zero_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out, err) = parts(&psm(
+        d,
+        &[
+            "--store",
+            "memory://",
+            "bench",
+            "--sessions",
+            "200",
+            "--ops",
+            "500",
+            "--concurrency",
+            "4",
+        ],
+        None,
+    ));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("psm bench: memory store, 200 sessions, 4 tasks"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("operation"), "{out}");
+    for (line, kind) in
+        lines[2..5]
+            .iter()
+            .zip(["check_permission", "get_permissions", "store_permissions"])
+    {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[0], kind, "{out}");
+        assert_eq!(cells[1], "500", "{out}");
+        assert!(cells[2].parse::<f64>().unwrap() > 0.0, "{out}");
+        assert_eq!(cells[5], "0", "errors: {out}");
+    }
+    let removed: u64 = lines[5]
+        .strip_prefix("(seeding errors: 0; bench sessions removed: ")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{out}"))
+        .parse()
+        .unwrap();
+    assert!(removed >= 200, "{out}");
+
+    let (code, _, err) = parts(&psm(
+        d,
+        &["--store", "memory://", "bench", "--ops", "0"],
+        None,
+    ));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("at least 1"), "{err}");
+}

@@ -262,6 +262,38 @@ fn a_client_trickling_its_headers_cannot_hold_the_shutdown() {
 }
 
 #[test]
+fn sigint_shuts_down_cleanly_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, logged) = start(dir.path());
+    {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = exit_within(&mut child, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("psm serve still runs 30 s after SIGINT"));
+    assert!(status.success(), "{status}");
+    assert!(
+        logged
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("shutting down")),
+        "no shutdown was logged"
+    );
+}
+
+#[test]
 fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr, logged) = start(dir.path());
