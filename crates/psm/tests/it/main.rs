@@ -11,6 +11,7 @@ mod file;
 mod lifecycle;
 mod ops;
 mod postgres;
+mod query_cache;
 mod redis;
 mod registry;
 mod support;
