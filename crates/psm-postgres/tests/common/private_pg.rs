@@ -12,7 +12,37 @@ use std::{
 
 use psm_postgres::{PostgresConfig, SslMode};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The directory of the PostgreSQL server programs: `PSM_PG_BINDIR`, else the directory of
+/// `pg_ctl` on the `PATH`, else the newest `/usr/lib/postgresql/<version>/bin` (Debian's layout,
+/// where the server programs are not on the `PATH`), as the xtask finds them.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PSM_PG_BINDIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .find(|d| d.join("pg_ctl").is_file())
+    {
+        return dir;
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let dir = entry.path().join("bin");
+            dir.join("pg_ctl").is_file().then_some((version, dir))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir).unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server programs: set PSM_PG_BINDIR, put pg_ctl on the PATH, or install them under /usr/lib/postgresql/<version>/bin"
+        )
+    })
+}
 
 /// A private PostgreSQL in a temporary directory on a free loopback port. Dropping it stops the
 /// server (immediate mode) and removes the directory.
@@ -32,10 +62,10 @@ pub fn is_root() -> bool {
 
 /// `program args…`, as the `postgres` user when we are root (initdb refuses root).
 pub fn as_postgres(program: &str, args: &[&str]) -> Command {
-    let path = Path::new(BIN).join(program);
+    let path = bin_dir().join(program);
     assert!(
         path.exists(),
-        "{} is missing: the fault tests need the PostgreSQL 15 server binaries",
+        "{} is missing: the fault tests need the PostgreSQL server programs",
         path.display()
     );
     let mut cmd = if is_root() {
