@@ -13,6 +13,10 @@ pub(crate) enum Task {
     Bench(BenchFlags),
     /// `cargo xtask soak [--seconds N] [--providers LIST]`
     Soak(SoakFlags),
+    /// `cargo xtask fuzz [--cases N]`
+    Fuzz { cases: u32 },
+    /// `cargo xtask audit`
+    Audit,
     /// `cargo xtask help`, `-h`, `--help` or no argument at all.
     Help,
 }
@@ -49,8 +53,8 @@ pub(crate) const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, soak, api,
-                          machete
+  ci [--skip STEP]...     the single gate: fmt, clippy, purity, doc, services, test, soak, fuzz,
+                          api, machete
                           (--skip is for local iteration only; .ci/run never uses it)
   services up|down|env    find or start Redis, PostgreSQL and a private three-master Redis
                           Cluster; `env` prints export lines, `down` stops only what this
@@ -59,6 +63,10 @@ Commands:
                           run the load driver, the baselines, wrk on the HTTP API and criterion,
                           write docs/benchmarks.md (--quick: 10,000 sessions, no Python, no
                           criterion, output under target/xtask/; --http-only: wrk alone, JSON out)
+  fuzz [--cases N]        the fuzz properties (tests under `fuzz::`) with N cases per cheap
+                          parser (default 100,000; costlier properties get a fraction)
+  audit                   cargo-deny (bans, licenses; deny.toml) and cargo-machete; installs
+                          cargo-deny if missing (slow, so not part of ci)
   soak [--seconds N] [--providers LIST]
                           concurrent load with short ttls on every provider (memory, file,
                           redis, redis-cluster, postgres; N seconds in all, default 60) while
@@ -138,6 +146,23 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
             }
             Ok(Task::Bench(flags))
         }
+        "fuzz" => {
+            let mut cases = crate::fuzz::DEFAULT_CASES;
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--cases" => match args.next().and_then(|n| n.parse::<u32>().ok()) {
+                        Some(n) if n > 0 => cases = n,
+                        _ => bail!("--cases needs a positive number"),
+                    },
+                    other => bail!("unknown argument to fuzz: {other}"),
+                }
+            }
+            Ok(Task::Fuzz { cases })
+        }
+        "audit" => match args.next() {
+            Some(extra) => bail!("unexpected argument: {extra}"),
+            None => Ok(Task::Audit),
+        },
         other => bail!("unknown command: {other} (see `cargo xtask help`)"),
     }
 }
@@ -163,6 +188,17 @@ mod tests {
             parse_str("services env").ok(),
             Some(Task::Services(ServicesAction::Env))
         );
+        assert_eq!(
+            parse_str("fuzz --cases 500").ok(),
+            Some(Task::Fuzz { cases: 500 })
+        );
+        assert_eq!(
+            parse_str("fuzz").ok(),
+            Some(Task::Fuzz {
+                cases: crate::fuzz::DEFAULT_CASES
+            })
+        );
+        assert_eq!(parse_str("audit").ok(), Some(Task::Audit));
         assert_eq!(
             parse_str("soak --seconds 600 --providers memory,redis").ok(),
             Some(Task::Soak(SoakFlags {
@@ -190,6 +226,10 @@ mod tests {
             "soak --seconds",
             "soak --seconds 0",
             "soak --providers",
+            "fuzz --cases",
+            "fuzz --cases 0",
+            "fuzz --cases many",
+            "audit now",
             "deploy",
         ] {
             assert!(parse_str(line).is_err(), "{line} should be rejected");

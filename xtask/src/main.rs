@@ -1,4 +1,5 @@
-//! psm's automation: `cargo xtask ci | services | bench` (see STYLE.md, "How xtask is used").
+//! psm's automation: `cargo xtask ci | services | bench | fuzz | audit` (see STYLE.md, "How xtask
+//! is used").
 //!
 //! One binary, plain `std::process::Command`s with explicit arguments, cargo through `$CARGO`, and
 //! every path relative to the workspace root, which it changes into first.
@@ -8,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod audit;
 mod bench;
 mod ci;
 mod flags;
+mod fuzz;
 mod python;
 mod services;
 mod soak;
@@ -36,6 +39,8 @@ fn main() -> ExitCode {
         Task::Services(action) => services::main(action),
         Task::Bench(flags) => bench::main(flags),
         Task::Soak(flags) => soak::main(flags),
+        Task::Fuzz { cases } => fuzz::main(cases),
+        Task::Audit => audit::main(),
         Task::Help => {
             print!("{}", flags::HELP);
             Ok(())
