@@ -263,7 +263,7 @@ pub(crate) fn parse_test_result(line: &str) -> Option<(u64, u64)> {
 }
 
 /// A short soak of every provider on the servers of the `services` step (see `soak.rs`); the
-/// driver was built by the test step, so this only links and runs it.
+/// test step built the driver, so this only runs it.
 fn soak(ctx: &mut Ctx) -> Result<()> {
     crate::soak::run_soak(
         &ctx.env,

@@ -32,21 +32,16 @@ pub(crate) fn main(flags: SoakFlags) -> Result<()> {
     result
 }
 
-/// Builds the driver with the features the test step built the workspace with (so CI reuses that
-/// build), then runs it with the servers of `env` (`PSM_REDIS_URL`, `PSM_REDIS_CLUSTER_URL`,
-/// `PSM_POSTGRES_URL`).
+/// Builds the driver exactly as the test step builds the workspace (`cargo test` builds it for
+/// `psm-bench`'s integration test; `cargo build` would resolve other features and rebuild much of
+/// the workspace), which after that step is a no-op, then runs it with the servers of `env`
+/// (`PSM_REDIS_URL`, `PSM_REDIS_CLUSTER_URL`, `PSM_POSTGRES_URL`).
 pub(crate) fn run_soak(
     env: &[(&'static str, String)],
     seconds: u64,
     providers: &str,
 ) -> Result<()> {
-    run(cargo().args([
-        "build",
-        "--workspace",
-        "--all-features",
-        "--bin",
-        "psm-soak",
-    ]))?;
+    run(cargo().args(["test", "--workspace", "--all-features", "--no-run"]))?;
     let binary = target_dir().join("debug/psm-soak");
     // Under the clone's own target/, on its disk: a tmpfs would make the file store's fsyncs free.
     let file_dir = xtask_dir()?.join("soak");
