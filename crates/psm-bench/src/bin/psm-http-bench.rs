@@ -15,6 +15,7 @@
 
 // The JSON line on standard output is this program's whole interface.
 #![allow(clippy::print_stdout)]
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 
