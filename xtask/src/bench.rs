@@ -81,6 +81,20 @@ const HTTP_ROUNDS: (u32, u32) = (3, 1);
 
 /// Entry point of `cargo xtask bench`.
 pub(crate) fn main(flags: BenchFlags) -> Result<()> {
+    if flags.report_only {
+        let (md_path, json_path) = (
+            Path::new("docs/benchmarks.md"),
+            Path::new("docs/benchmarks.json"),
+        );
+        let text = fs::read_to_string(json_path)
+            .map_err(|e| Error::new(format!("cannot read {}: {e}", json_path.display())))?;
+        let raw: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::new(format!("{} is not JSON: {e}", json_path.display())))?;
+        fs::write(md_path, report::render(&raw, None, "benchmarks.json"))?;
+        println!("{}", report::summary(&raw));
+        println!("wrote {} from {}", md_path.display(), json_path.display());
+        return Ok(());
+    }
     if flags.http_only {
         let servers = peers::servers()?;
         let mut commands = Vec::new();

@@ -9,7 +9,7 @@ pub(crate) enum Task {
     Ci { skip: Vec<String> },
     /// `cargo xtask services up|down|env`
     Services(ServicesAction),
-    /// `cargo xtask bench [--quick] [--no-python] [--no-criterion] [--http-only]`
+    /// `cargo xtask bench [--quick] [--no-python] [--no-criterion] [--http-only] [--report-only]`
     Bench(BenchFlags),
     /// `cargo xtask soak [--seconds N] [--providers LIST]`
     Soak(SoakFlags),
@@ -47,6 +47,9 @@ pub(crate) struct BenchFlags {
     pub(crate) no_criterion: bool,
     /// Only the HTTP part (wrk), printed as JSON; no report is written.
     pub(crate) http_only: bool,
+    /// Nothing measured: `docs/benchmarks.md` rendered again from `docs/benchmarks.json` (after a
+    /// change to the report's wording).
+    pub(crate) report_only: bool,
 }
 
 pub(crate) const HELP: &str = "\
@@ -59,10 +62,11 @@ Commands:
   services up|down|env    find or start Redis, PostgreSQL and a private three-master Redis
                           Cluster; `env` prints export lines, `down` stops only what this
                           xtask started
-  bench [--quick] [--no-python] [--no-criterion] [--http-only]
+  bench [--quick] [--no-python] [--no-criterion] [--http-only] [--report-only]
                           run the load driver, the baselines, wrk on the HTTP API and criterion,
                           write docs/benchmarks.md (--quick: 10,000 sessions, no Python, no
-                          criterion, output under target/xtask/; --http-only: wrk alone, JSON out)
+                          criterion, output under target/xtask/; --http-only: wrk alone, JSON out;
+                          --report-only: docs/benchmarks.md again from docs/benchmarks.json)
   fuzz [--cases N]        the fuzz properties (tests under `fuzz::`) with N cases per cheap
                           parser (default 100,000; costlier properties get a fraction)
   audit                   cargo-deny (bans, licenses; deny.toml) and cargo-machete; installs
@@ -141,6 +145,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Task> {
                     "--no-python" => flags.no_python = true,
                     "--no-criterion" => flags.no_criterion = true,
                     "--http-only" => flags.http_only = true,
+                    "--report-only" => flags.report_only = true,
                     other => bail!("unknown argument to bench: {other}"),
                 }
             }
