@@ -50,6 +50,7 @@ use crate::{
 };
 
 pub mod cases;
+pub mod fuzz;
 mod macros;
 
 /// Makes fresh, isolated, initialized permission stores.
