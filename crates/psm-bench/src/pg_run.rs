@@ -303,48 +303,22 @@ fn measure(
                 psm_fig.record_side(ops, psm_side, expected);
                 bare_fig.record_side(ops, bare_side, expected);
             }
-            for (query, (fetch_fig, get_fig)) in queries.iter().zip(cached.iter_mut()) {
-                eprintln!(
-                    "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches ({}, {} tags) and as many Cache::get of the same entry, alternating in {SLICES} slices",
-                    query.via.api(),
-                    query.options.tags.len()
-                );
-                let [fetch_side, get_side] = single.block_on(paired(
-                    cache_ops,
-                    1,
-                    |range| {
-                        let query = Arc::clone(query);
-                        async move { query.fetches(range.len()).await }
-                    },
-                    |range| {
-                        let query = Arc::clone(query);
-                        async move { query.gets(range.len()).await }
-                    },
-                ))?;
-                fetch_fig.record_side(cache_ops, fetch_side, cache_ops as u64);
-                get_fig.record_side(cache_ops, get_side, cache_ops as u64);
-            }
-            for (query, (fetch_fig, get_fig)) in redis_queries.iter().zip(cached_redis.iter_mut()) {
-                eprintln!(
-                    "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches on the Redis cache ({}, {} tags) and as many RedisCache::get of the same entry, alternating in {SLICES} slices",
-                    query.via.api(),
-                    query.options.tags.len()
-                );
-                let [fetch_side, get_side] = single.block_on(paired(
-                    cache_ops,
-                    1,
-                    |range| {
-                        let query = Arc::clone(query);
-                        async move { query.fetches(range.len()).await }
-                    },
-                    |range| {
-                        let query = Arc::clone(query);
-                        async move { query.gets(range.len()).await }
-                    },
-                ))?;
-                fetch_fig.record_side(cache_ops, fetch_side, cache_ops as u64);
-                get_fig.record_side(cache_ops, get_side, cache_ops as u64);
-            }
+            cached_rounds(
+                single,
+                round,
+                cache_ops,
+                &queries,
+                &mut cached,
+                "Cache::get",
+            )?;
+            cached_rounds(
+                single,
+                round,
+                cache_ops,
+                redis_queries,
+                &mut cached_redis,
+                "RedisCache::get",
+            )?;
         }
         Ok(())
     })();
@@ -452,6 +426,40 @@ fn measure(
             },
         },
     }))
+}
+
+/// One round of each cached query's fetches beside as many `get` of its entry on its own cache
+/// (`peer` names that get), alternating in tenths on `single`, recorded in `figures`.
+fn cached_rounds<C: Cache + ?Sized + 'static>(
+    single: &Runtime,
+    round: u32,
+    cache_ops: usize,
+    queries: &[Arc<CachedQuery<C>>],
+    figures: &mut [(Figure, Figure)],
+    peer: &str,
+) -> BenchResult<()> {
+    for (query, (fetch_fig, get_fig)) in queries.iter().zip(figures.iter_mut()) {
+        eprintln!(
+            "psm-bench: postgres round {round}: {cache_ops} cached query-layer fetches ({}, {} tags) and as many {peer} of the same entry, alternating in {SLICES} slices",
+            query.via.api(),
+            query.options.tags.len()
+        );
+        let [fetch_side, get_side] = single.block_on(paired(
+            cache_ops,
+            1,
+            |range| {
+                let query = Arc::clone(query);
+                async move { query.fetches(range.len()).await }
+            },
+            |range| {
+                let query = Arc::clone(query);
+                async move { query.gets(range.len()).await }
+            },
+        ))?;
+        fetch_fig.record_side(cache_ops, fetch_side, cache_ops as u64);
+        get_fig.record_side(cache_ops, get_side, cache_ops as u64);
+    }
+    Ok(())
 }
 
 /// Each round's psm rate over the peer's, paired round by round (the machine is shared, so the
