@@ -76,9 +76,15 @@ async fn token(api: &Api, name: &str, permissions: &[&str]) -> String {
         .access_token
 }
 
+/// The world the property shares (its requests change it: they delete sessions, revoke tokens).
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
+    WORLD.get_or_init(build_world)
+}
+
+/// A fresh world: a router over a memory store with an admin, a plain user, a victim and `sess_a`.
+fn build_world() -> World {
+    {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -109,7 +115,7 @@ fn world() -> &'static World {
             user,
             victim,
         }
-    })
+    }
 }
 
 /// Every route template, with whether it needs a bearer token.
@@ -421,7 +427,8 @@ proptest! {
 #[test]
 fn the_fuzzed_router_answers_its_tokens() {
     // Guards the property: the world's tokens are valid, so requests with them reach the handlers.
-    let w = world();
+    // On a world of its own: the property's requests change the shared one while this runs.
+    let w = build_world();
     for (token, expected) in [(&w.admin, StatusCode::OK), (&w.user, StatusCode::FORBIDDEN)] {
         let request = Request::get("/v1/sessions/sess_a")
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
