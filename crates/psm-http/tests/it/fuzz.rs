@@ -84,37 +84,35 @@ fn world() -> &'static World {
 
 /// A fresh world: a router over a memory store with an admin, a plain user, a victim and `sess_a`.
 fn build_world() -> World {
-    {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (router, admin, user, victim) = rt.block_on(async {
+        let auth = auth();
+        let manager = PermissionStorageManager::from_store(auth.sessions().clone())
+            .await
             .unwrap();
-        let (router, admin, user, victim) = rt.block_on(async {
-            let auth = auth();
-            let manager = PermissionStorageManager::from_store(auth.sessions().clone())
-                .await
-                .unwrap();
-            let config = HttpConfig {
-                body_limit: BODY_LIMIT,
-                ..HttpConfig::default()
-            };
-            let api = Api::builder(manager, auth).config(config).build().unwrap();
-            let admin = token(&api, "admin", &["psm:admin"]).await;
-            let user = token(&api, "plain", &["read"]).await;
-            let victim = token(&api, "victim", &["psm:admin"]).await;
-            api.manager()
-                .store_permissions("sess_a", "u1", ["read"], Some(1000), None)
-                .await
-                .unwrap();
-            (psm_http::router(api), admin, user, victim)
-        });
-        World {
-            rt,
-            router,
-            admin,
-            user,
-            victim,
-        }
+        let config = HttpConfig {
+            body_limit: BODY_LIMIT,
+            ..HttpConfig::default()
+        };
+        let api = Api::builder(manager, auth).config(config).build().unwrap();
+        let admin = token(&api, "admin", &["psm:admin"]).await;
+        let user = token(&api, "plain", &["read"]).await;
+        let victim = token(&api, "victim", &["psm:admin"]).await;
+        api.manager()
+            .store_permissions("sess_a", "u1", ["read"], Some(1000), None)
+            .await
+            .unwrap();
+        (psm_http::router(api), admin, user, victim)
+    });
+    World {
+        rt,
+        router,
+        admin,
+        user,
+        victim,
     }
 }
 

@@ -124,26 +124,31 @@ pub(super) fn sections(w: &mut String, raw: &Value) {
             &ratios["cached_fetch_tagged"],
         ),
     ] {
-        line(
-            w,
-            &format!(
-                "| {label} | {} | {} | {} |",
-                rate(&fetch["best"]),
-                list(&fetch["rounds"]),
-                percents(ratio),
-            ),
-        );
-        line(
-            w,
-            &format!(
-                "| its `Cache::get` | {} | {} | |",
-                rate(&get["best"]),
-                list(&get["rounds"])
-            ),
-        );
+        fetch_rows(w, label, fetch, get, ratio, "Cache::get");
     }
     line(w, "");
     redis_cache(w, p);
+}
+
+/// A cached fetch's row and the row of the `get` it is compared with (`peer`).
+fn fetch_rows(w: &mut String, label: &str, fetch: &Value, get: &Value, ratio: &Value, peer: &str) {
+    line(
+        w,
+        &format!(
+            "| {label} | {} | {} | {} |",
+            rate(&fetch["best"]),
+            list(&fetch["rounds"]),
+            percents(ratio),
+        ),
+    );
+    line(
+        w,
+        &format!(
+            "| its `{peer}` | {} | {} | |",
+            rate(&get["best"]),
+            list(&get["rounds"])
+        ),
+    );
 }
 
 /// The query cache on psm-redis's `RedisCache`, when the run measured it.
@@ -185,23 +190,7 @@ fn redis_cache(w: &mut String, p: &Value) {
             &ratios["cached_fetch_redis_tagged"],
         ),
     ] {
-        line(
-            w,
-            &format!(
-                "| {label} | {} | {} | {} |",
-                rate(&fetch["best"]),
-                list(&fetch["rounds"]),
-                percents(ratio),
-            ),
-        );
-        line(
-            w,
-            &format!(
-                "| its `RedisCache::get` | {} | {} | |",
-                rate(&get["best"]),
-                list(&get["rounds"])
-            ),
-        );
+        fetch_rows(w, label, fetch, get, ratio, "RedisCache::get");
     }
     line(w, "");
 }
